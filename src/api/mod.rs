@@ -1,1 +1,48 @@
-//! api
+//! The HTTP API: App Mesh's 2019-01-25 REST paths (so `aws appmesh --endpoint-url` works),
+//! SigV4 authentication, and the rest-json error shape. Knows nothing of proxy internals.
+
+mod appmesh;
+mod auth;
+mod error;
+mod request;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{load_or_create_credentials, parse_credentials, CREDENTIALS_FILE};
+pub use request::MAX_BODY;
+
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<sigv4::Keys>,
+}
+
+/// The whole API as one router, so tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    appmesh::routes()
+        .fallback(appmesh::unknown_operation)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` fires, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

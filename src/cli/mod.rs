@@ -1,1 +1,38 @@
-//! cli
+//! The command line: one binary, roles as subcommands. Flags and environment are parsed
+//! here, once, into the types the roles take.
+
+pub mod control;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "appliance",
+    version,
+    about = "A self-hosted AWS App Mesh: control plane, private CA and proxies in one binary"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "APPLIANCE_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: store, App Mesh API, private CA.
+    Control(control::ControlArgs),
+}

@@ -8,3 +8,5 @@ pub mod service_model;
 
 pub use error::ApiError;
 pub use kind::{ResourceId, ResourceKind, ResourceName};
+mod tmp_shim;
+pub use tmp_shim::{validate_body, validate_param, Spec};

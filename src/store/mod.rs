@@ -84,12 +84,16 @@ impl Store {
         let txn = db.begin_write().map_err(storage)?;
         let (account, version) = {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let existing = meta.get(META_ACCOUNT).map_err(storage)?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            let existing = meta
+                .get(META_ACCOUNT)
+                .map_err(storage)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned());
             let account = match existing {
                 Some(account) => account,
                 None => {
                     let account = new_account_id();
-                    meta.insert(META_ACCOUNT, account.as_bytes()).map_err(storage)?;
+                    meta.insert(META_ACCOUNT, account.as_bytes())
+                        .map_err(storage)?;
                     account
                 }
             };
@@ -105,7 +109,12 @@ impl Store {
         txn.commit().map_err(storage)?;
         let (changes, _) = watch::channel(version);
         Ok(Store {
-            inner: Arc::new(Inner { db, account, region: region.to_owned(), changes }),
+            inner: Arc::new(Inner {
+                db,
+                account,
+                region: region.to_owned(),
+                changes,
+            }),
         })
     }
 
@@ -118,18 +127,33 @@ impl Store {
     }
 
     pub fn arn(&self, id: &ResourceId) -> String {
-        format!("arn:aws:appmesh:{}:{}:{}", self.inner.region, self.inner.account, id.arn_path())
+        format!(
+            "arn:aws:appmesh:{}:{}:{}",
+            self.inner.region,
+            self.inner.account,
+            id.arn_path()
+        )
     }
 
     /// Parses one of our ARNs back into a resource identity.
     pub fn parse_arn(&self, arn: &str) -> Result<ResourceId, ApiError> {
-        let bad = || ApiError::bad_request(format!("resourceArn: {arn:?} is not an App Mesh resource ARN"));
+        let bad = || {
+            ApiError::bad_request(format!(
+                "resourceArn: {arn:?} is not an App Mesh resource ARN"
+            ))
+        };
         let rest = arn.strip_prefix("arn:aws:appmesh:").ok_or_else(bad)?;
         let mut parts = rest.splitn(3, ':');
-        let (_region, account, path) =
-            (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let (_region, account, path) = (
+            parts.next().ok_or_else(bad)?,
+            parts.next().ok_or_else(bad)?,
+            parts.next().ok_or_else(bad)?,
+        );
         if account != self.inner.account {
-            return Err(ApiError::NotFound(format!("{arn} does not belong to this account ({})", self.inner.account)));
+            return Err(ApiError::NotFound(format!(
+                "{arn} does not belong to this account ({})",
+                self.inner.account
+            )));
         }
         ResourceId::from_arn_path(path).ok_or_else(bad)
     }
@@ -150,7 +174,10 @@ impl Store {
             return Ok(replayed);
         }
         if write.tags.len() > MAX_TAGS {
-            return Err(ApiError::TooManyTags(format!("tags: {} tags given, at most {MAX_TAGS} allowed", write.tags.len())));
+            return Err(ApiError::TooManyTags(format!(
+                "tags: {} tags given, at most {MAX_TAGS} allowed",
+                write.tags.len()
+            )));
         }
         if id.kind != ResourceKind::Mesh {
             self.require_mesh(&txn, &id.mesh)?;
@@ -177,7 +204,11 @@ impl Store {
             last_updated_at: now,
             spec: write.spec,
             tags: write.tags,
-            references: write.references.iter().map(|(k, n)| (*k, n.to_string())).collect(),
+            references: write
+                .references
+                .iter()
+                .map(|(k, n)| (*k, n.to_string()))
+                .collect(),
         };
         add_references(&txn, id, &write.references)?;
         write_row(&txn, id, &row)?;
@@ -199,7 +230,11 @@ impl Store {
         row.version += 1;
         row.last_updated_at = now_secs().max(row.last_updated_at);
         row.spec = write.spec;
-        row.references = write.references.iter().map(|(k, n)| (*k, n.to_string())).collect();
+        row.references = write
+            .references
+            .iter()
+            .map(|(k, n)| (*k, n.to_string()))
+            .collect();
         write_row(&txn, id, &row)?;
         self.remember_token(&txn, "update", id, write.client_token.as_ref())?;
         let version = bump_versions(&txn, &id.mesh)?;
@@ -214,9 +249,17 @@ impl Store {
         let mut row = read_row(&txn, id)?.ok_or_else(|| not_found(id))?;
         let users = users_of(&txn, id)?;
         if !users.is_empty() {
-            let shown: Vec<&str> = users.iter().take(MAX_LISTED_REFERRERS).map(String::as_str).collect();
+            let shown: Vec<&str> = users
+                .iter()
+                .take(MAX_LISTED_REFERRERS)
+                .map(String::as_str)
+                .collect();
             let more = users.len().saturating_sub(MAX_LISTED_REFERRERS);
-            let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             return Err(ApiError::ResourceInUse(format!(
                 "{} {} cannot be deleted because it is in use by: {}{tail}",
                 id.kind.title(),
@@ -227,9 +270,16 @@ impl Store {
         remove_references(&txn, id, &row.references)?;
         delete_row(&txn, id)?;
         if id.kind == ResourceKind::Mesh {
-            txn.open_table(MESH_VERSIONS).map_err(storage)?.remove(id.mesh.as_str()).map_err(storage)?;
+            txn.open_table(MESH_VERSIONS)
+                .map_err(storage)?
+                .remove(id.mesh.as_str())
+                .map_err(storage)?;
         }
-        let version = if id.kind == ResourceKind::Mesh { bump_store_version(&txn)? } else { bump_versions(&txn, &id.mesh)? };
+        let version = if id.kind == ResourceKind::Mesh {
+            bump_store_version(&txn)?
+        } else {
+            bump_versions(&txn, &id.mesh)?
+        };
         self.commit(txn, version)?;
         row.version += 1;
         row.last_updated_at = now_secs().max(row.last_updated_at);
@@ -266,7 +316,12 @@ impl Store {
     }
 
     /// One page of resources in name order, starting after the page token.
-    pub fn list(&self, scope: &ListScope, limit: usize, next_token: Option<&str>) -> Result<Page, ApiError> {
+    pub fn list(
+        &self,
+        scope: &ListScope,
+        limit: usize,
+        next_token: Option<&str>,
+    ) -> Result<Page, ApiError> {
         let after = next_token.map(decode_page_token).transpose()?;
         let txn = self.inner.db.begin_read().map_err(storage)?;
         let mut items = Vec::new();
@@ -275,7 +330,10 @@ impl Store {
             ListScope::Meshes => {
                 let t = txn.open_table(MESHES).map_err(storage)?;
                 let range = match &after {
-                    Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a.as_str()), std::ops::Bound::Unbounded)),
+                    Some(a) => t.range::<&str>((
+                        std::ops::Bound::Excluded(a.as_str()),
+                        std::ops::Bound::Unbounded,
+                    )),
                     None => t.range::<&str>(..),
                 }
                 .map_err(storage)?;
@@ -286,7 +344,11 @@ impl Store {
                         break;
                     }
                     let mesh = stored_name(k.value())?;
-                    items.push(self.record(ResourceId::mesh(mesh), decode_row(v.value())?, Status::Active));
+                    items.push(self.record(
+                        ResourceId::mesh(mesh),
+                        decode_row(v.value())?,
+                        Status::Active,
+                    ));
                 }
             }
             ListScope::Mesh(mesh, kind) | ListScope::Parent(ResourceId { mesh, .. }, kind) => {
@@ -299,16 +361,26 @@ impl Store {
                     _ => ResourceId::mesh(mesh.clone()),
                 };
                 if read_row_ro(&txn, &probe)?.is_none() {
-                    if probe.kind != ResourceKind::Mesh && read_row_ro(&txn, &ResourceId::mesh(mesh.clone()))?.is_none() {
+                    if probe.kind != ResourceKind::Mesh
+                        && read_row_ro(&txn, &ResourceId::mesh(mesh.clone()))?.is_none()
+                    {
                         return Err(not_found(&ResourceId::mesh(mesh.clone())));
                     }
                     return Err(not_found(&probe));
                 }
                 let t = txn.open_table(RESOURCES).map_err(storage)?;
                 let p = parent.as_ref().map(ResourceName::as_str).unwrap_or("");
-                let start = (mesh.as_str(), kind.code(), p, after.as_deref().unwrap_or(""));
+                let start = (
+                    mesh.as_str(),
+                    kind.code(),
+                    p,
+                    after.as_deref().unwrap_or(""),
+                );
                 let range = if after.is_some() {
-                    t.range::<(&str, u8, &str, &str)>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
+                    t.range::<(&str, u8, &str, &str)>((
+                        std::ops::Bound::Excluded(start),
+                        std::ops::Bound::Unbounded,
+                    ))
                 } else {
                     t.range::<(&str, u8, &str, &str)>(start..)
                 }
@@ -371,19 +443,32 @@ impl Store {
         let mut out = Vec::new();
         let meshes = txn.open_table(MESHES).map_err(storage)?;
         match meshes.get(mesh.as_str()).map_err(storage)? {
-            Some(v) => out.push(self.record(ResourceId::mesh(mesh.clone()), decode_row(v.value())?, Status::Active)),
+            Some(v) => out.push(self.record(
+                ResourceId::mesh(mesh.clone()),
+                decode_row(v.value())?,
+                Status::Active,
+            )),
             None => return Err(not_found(&ResourceId::mesh(mesh.clone()))),
         }
         let t = txn.open_table(RESOURCES).map_err(storage)?;
-        for entry in t.range::<(&str, u8, &str, &str)>((mesh.as_str(), 0, "", "")..).map_err(storage)? {
+        for entry in t
+            .range::<(&str, u8, &str, &str)>((mesh.as_str(), 0, "", "")..)
+            .map_err(storage)?
+        {
             let (k, v) = entry.map_err(storage)?;
             let (km, kk, kp, kn) = k.value();
             if km != mesh.as_str() {
                 break;
             }
-            let kind = ResourceKind::from_code(kk)
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("store row has unknown kind code {kk}")))?;
-            let id = ResourceId { kind, mesh: mesh.clone(), parent: (!kp.is_empty()).then(|| stored_name(kp)).transpose()?, name: stored_name(kn)? };
+            let kind = ResourceKind::from_code(kk).ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("store row has unknown kind code {kk}"))
+            })?;
+            let id = ResourceId {
+                kind,
+                mesh: mesh.clone(),
+                parent: (!kp.is_empty()).then(|| stored_name(kp)).transpose()?,
+                name: stored_name(kn)?,
+            };
             out.push(self.record(id, decode_row(v.value())?, Status::Active));
         }
         Ok(out)
@@ -392,7 +477,13 @@ impl Store {
     // === internals ===
 
     fn record(&self, id: ResourceId, row: Row, status: Status) -> Record {
-        Record { arn: self.arn(&id), id, row, account: self.inner.account.clone(), status }
+        Record {
+            arn: self.arn(&id),
+            id,
+            row,
+            account: self.inner.account.clone(),
+            status,
+        }
     }
 
     fn commit(&self, txn: WriteTransaction, version: u64) -> Result<(), ApiError> {
@@ -443,7 +534,9 @@ impl Store {
         let Some(token) = token else { return Ok(None) };
         let key = token_key(op, id, &token.token);
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
-        let Some(seen) = tokens.get(key.as_str()).map_err(storage)? else { return Ok(None) };
+        let Some(seen) = tokens.get(key.as_str()).map_err(storage)? else {
+            return Ok(None);
+        };
         let seen: TokenRecord = serde_json::from_slice(seen.value()).map_err(ApiError::internal)?;
         if seen.request_digest != token.request_digest {
             return Err(ApiError::Conflict(format!(
@@ -465,10 +558,15 @@ impl Store {
         token: Option<&ClientToken>,
     ) -> Result<(), ApiError> {
         let Some(token) = token else { return Ok(()) };
-        let record = TokenRecord { request_digest: token.request_digest.clone(), at: now_secs() };
+        let record = TokenRecord {
+            request_digest: token.request_digest.clone(),
+            at: now_secs(),
+        };
         let bytes = serde_json::to_vec(&record).map_err(ApiError::internal)?;
         let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-        tokens.insert(token_key(op, id, &token.token).as_str(), bytes.as_slice()).map_err(storage)?;
+        tokens
+            .insert(token_key(op, id, &token.token).as_str(), bytes.as_slice())
+            .map_err(storage)?;
         Ok(())
     }
 
@@ -498,23 +596,34 @@ fn token_key(op: &str, id: &ResourceId, token: &str) -> String {
 
 fn not_found(id: &ResourceId) -> ApiError {
     match id.kind {
-        ResourceKind::Mesh => ApiError::NotFound(format!("Mesh with name {} does not exist", id.mesh)),
+        ResourceKind::Mesh => {
+            ApiError::NotFound(format!("Mesh with name {} does not exist", id.mesh))
+        }
         kind => ApiError::NotFound(format!(
             "{} with name {} is not present under mesh {}{}",
             kind.title(),
             id.name,
             id.mesh,
-            id.parent.as_ref().map(|p| format!(" in {} {p}", kind.parent().map(ResourceKind::title).unwrap_or(""))).unwrap_or_default()
+            id.parent
+                .as_ref()
+                .map(|p| format!(
+                    " in {} {p}",
+                    kind.parent().map(ResourceKind::title).unwrap_or("")
+                ))
+                .unwrap_or_default()
         )),
     }
 }
 
 fn stored_name(s: &str) -> Result<ResourceName, ApiError> {
-    ResourceName::parse("stored name", s).map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt store key: {e}")))
+    ResourceName::parse("stored name", s)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt store key: {e}")))
 }
 
 fn now_secs() -> f64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_millis() as f64) / 1000.0
 }
 
@@ -523,7 +632,9 @@ fn new_account_id() -> String {
     let mut rng = rand::thread_rng();
     // A leading non-zero digit keeps the id 12 characters in every rendering.
     let first = rng.gen_range(1..=9u8);
-    let rest: String = (0..11).map(|_| char::from(b'0' + rng.gen_range(0..=9u8))).collect();
+    let rest: String = (0..11)
+        .map(|_| char::from(b'0' + rng.gen_range(0..=9u8)))
+        .collect();
     format!("{first}{rest}")
 }
 
@@ -532,8 +643,14 @@ fn encode_page_token(after: &str) -> String {
 }
 
 fn decode_page_token(token: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request(format!("nextToken: {token:?} is not a token this API returned"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(format!(
+            "nextToken: {token:?} is not a token this API returned"
+        ))
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     text.strip_prefix("v1:").map(str::to_owned).ok_or_else(bad)
 }
@@ -544,7 +661,9 @@ fn storage(e: impl Into<redb::Error>) -> ApiError {
     let e: redb::Error = e.into();
     if let redb::Error::Io(io) = &e {
         if io.raw_os_error() == Some(28) {
-            return ApiError::ServiceUnavailable("the store cannot write: no space left on device".into());
+            return ApiError::ServiceUnavailable(
+                "the store cannot write: no space left on device".into(),
+            );
         }
     }
     ApiError::internal(anyhow::anyhow!("store: {e}"))

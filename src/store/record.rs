@@ -65,7 +65,10 @@ impl Record {
             names.insert(pkind.name_field().into(), json!(parent.as_str()));
         }
         if self.id.kind != ResourceKind::Mesh {
-            names.insert(self.id.kind.name_field().into(), json!(self.id.name.as_str()));
+            names.insert(
+                self.id.kind.name_field().into(),
+                json!(self.id.name.as_str()),
+            );
         }
         names
     }

@@ -10,7 +10,9 @@
 //! - `mesh_versions`: mesh name -> u64, bumped by every write inside the mesh
 //! - `meta`: account id and the store version
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
 
 use super::{storage, Row};
 use crate::model::{ApiError, ResourceId, ResourceKind, ResourceName};
@@ -37,7 +39,8 @@ pub(super) fn resource_key(id: &ResourceId) -> ResourceKey<'_> {
 }
 
 pub(super) fn decode_row(bytes: &[u8]) -> Result<Row, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt store row: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt store row: {e}")))
 }
 
 pub(super) fn read_u64(meta: &Table<&str, &[u8]>, key: &str) -> Result<u64, ApiError> {
@@ -83,14 +86,24 @@ pub(super) fn read_row_ro(txn: &ReadTransaction, id: &ResourceId) -> Result<Opti
     }
 }
 
-pub(super) fn write_row(txn: &WriteTransaction, id: &ResourceId, row: &Row) -> Result<(), ApiError> {
+pub(super) fn write_row(
+    txn: &WriteTransaction,
+    id: &ResourceId,
+    row: &Row,
+) -> Result<(), ApiError> {
     let bytes = serde_json::to_vec(row).map_err(ApiError::internal)?;
     match id.kind {
         ResourceKind::Mesh => {
-            txn.open_table(MESHES).map_err(storage)?.insert(id.mesh.as_str(), bytes.as_slice()).map_err(storage)?;
+            txn.open_table(MESHES)
+                .map_err(storage)?
+                .insert(id.mesh.as_str(), bytes.as_slice())
+                .map_err(storage)?;
         }
         _ => {
-            txn.open_table(RESOURCES).map_err(storage)?.insert(resource_key(id), bytes.as_slice()).map_err(storage)?;
+            txn.open_table(RESOURCES)
+                .map_err(storage)?
+                .insert(resource_key(id), bytes.as_slice())
+                .map_err(storage)?;
         }
     }
     Ok(())
@@ -99,10 +112,16 @@ pub(super) fn write_row(txn: &WriteTransaction, id: &ResourceId, row: &Row) -> R
 pub(super) fn delete_row(txn: &WriteTransaction, id: &ResourceId) -> Result<(), ApiError> {
     match id.kind {
         ResourceKind::Mesh => {
-            txn.open_table(MESHES).map_err(storage)?.remove(id.mesh.as_str()).map_err(storage)?;
+            txn.open_table(MESHES)
+                .map_err(storage)?
+                .remove(id.mesh.as_str())
+                .map_err(storage)?;
         }
         _ => {
-            txn.open_table(RESOURCES).map_err(storage)?.remove(resource_key(id)).map_err(storage)?;
+            txn.open_table(RESOURCES)
+                .map_err(storage)?
+                .remove(resource_key(id))
+                .map_err(storage)?;
         }
     }
     Ok(())
@@ -116,7 +135,16 @@ pub(super) fn add_references(
     let mut t = txn.open_table(REFS).map_err(storage)?;
     let referrer = from.arn_path();
     for (kind, name) in refs {
-        t.insert((from.mesh.as_str(), kind.code(), name.as_str(), referrer.as_str()), ()).map_err(storage)?;
+        t.insert(
+            (
+                from.mesh.as_str(),
+                kind.code(),
+                name.as_str(),
+                referrer.as_str(),
+            ),
+            (),
+        )
+        .map_err(storage)?;
     }
     Ok(())
 }
@@ -129,7 +157,13 @@ pub(super) fn remove_references(
     let mut t = txn.open_table(REFS).map_err(storage)?;
     let referrer = from.arn_path();
     for (kind, name) in refs {
-        t.remove((from.mesh.as_str(), kind.code(), name.as_str(), referrer.as_str())).map_err(storage)?;
+        t.remove((
+            from.mesh.as_str(),
+            kind.code(),
+            name.as_str(),
+            referrer.as_str(),
+        ))
+        .map_err(storage)?;
     }
     Ok(())
 }
@@ -145,7 +179,8 @@ pub(super) fn users_of(txn: &WriteTransaction, id: &ResourceId) -> Result<Vec<St
         for entry in resources.range::<ResourceKey>(start..).map_err(storage)? {
             let (k, _) = entry.map_err(storage)?;
             let (km, kk, kp, kn) = k.value();
-            let same_scope = km == mesh && kind.is_none_or(|kind| kk == kind.code() && kp == parent);
+            let same_scope =
+                km == mesh && kind.is_none_or(|kind| kk == kind.code() && kp == parent);
             if !same_scope {
                 break;
             }
@@ -160,12 +195,17 @@ pub(super) fn users_of(txn: &WriteTransaction, id: &ResourceId) -> Result<Vec<St
     match id.kind {
         ResourceKind::Mesh => children(None, "")?,
         ResourceKind::VirtualRouter => children(Some(ResourceKind::Route), id.name.as_str())?,
-        ResourceKind::VirtualGateway => children(Some(ResourceKind::GatewayRoute), id.name.as_str())?,
+        ResourceKind::VirtualGateway => {
+            children(Some(ResourceKind::GatewayRoute), id.name.as_str())?
+        }
         _ => {}
     }
     let refs = txn.open_table(REFS).map_err(storage)?;
     let (code, name) = (id.kind.code(), id.name.as_str());
-    for entry in refs.range::<ResourceKey>((mesh, code, name, "")..).map_err(storage)? {
+    for entry in refs
+        .range::<ResourceKey>((mesh, code, name, "")..)
+        .map_err(storage)?
+    {
         let (k, _) = entry.map_err(storage)?;
         let (km, kk, kn, referrer) = k.value();
         if km != mesh || kk != code || kn != name {
@@ -180,7 +220,11 @@ pub(super) fn users_of(txn: &WriteTransaction, id: &ResourceId) -> Result<Vec<St
 pub(super) fn bump_versions(txn: &WriteTransaction, mesh: &ResourceName) -> Result<u64, ApiError> {
     {
         let mut t = txn.open_table(MESH_VERSIONS).map_err(storage)?;
-        let current = t.get(mesh.as_str()).map_err(storage)?.map(|v| v.value()).unwrap_or(0);
+        let current = t
+            .get(mesh.as_str())
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(0);
         t.insert(mesh.as_str(), current + 1).map_err(storage)?;
     }
     bump_store_version(txn)
@@ -189,6 +233,7 @@ pub(super) fn bump_versions(txn: &WriteTransaction, mesh: &ResourceName) -> Resu
 pub(super) fn bump_store_version(txn: &WriteTransaction) -> Result<u64, ApiError> {
     let mut meta = txn.open_table(META).map_err(storage)?;
     let next = read_u64(&meta, META_STORE_VERSION)? + 1;
-    meta.insert(META_STORE_VERSION, next.to_be_bytes().as_slice()).map_err(storage)?;
+    meta.insert(META_STORE_VERSION, next.to_be_bytes().as_slice())
+        .map_err(storage)?;
     Ok(next)
 }

@@ -13,7 +13,12 @@ fn open() -> (tempfile::TempDir, Store) {
 }
 
 fn write(spec: serde_json::Value, refs: Vec<(ResourceKind, ResourceName)>) -> Write {
-    Write { spec, references: refs, tags: vec![], client_token: None }
+    Write {
+        spec,
+        references: refs,
+        tags: vec![],
+        client_token: None,
+    }
 }
 
 fn mesh(store: &Store, name: &str) -> ResourceId {
@@ -27,9 +32,17 @@ fn create_then_describe_returns_version_one_and_arn() {
     let (_d, store) = open();
     mesh(&store, "m");
     let vn = ResourceId::top(ResourceKind::VirtualNode, n("m"), n("vn"));
-    let rec = store.create(&vn, write(json!({"listeners": []}), vec![])).unwrap();
+    let rec = store
+        .create(&vn, write(json!({"listeners": []}), vec![]))
+        .unwrap();
     assert_eq!(rec.row.version, 1);
-    assert_eq!(rec.arn, format!("arn:aws:appmesh:us-west-2:{}:mesh/m/virtualNode/vn", store.account()));
+    assert_eq!(
+        rec.arn,
+        format!(
+            "arn:aws:appmesh:us-west-2:{}:mesh/m/virtualNode/vn",
+            store.account()
+        )
+    );
     assert_eq!(store.describe(&vn).unwrap().row, rec.row);
 }
 
@@ -38,7 +51,9 @@ fn duplicate_name_is_a_conflict_and_changes_nothing() {
     let (_d, store) = open();
     mesh(&store, "m");
     let before = store.version();
-    let err = store.create(&ResourceId::mesh(n("m")), write(json!({}), vec![])).unwrap_err();
+    let err = store
+        .create(&ResourceId::mesh(n("m")), write(json!({}), vec![]))
+        .unwrap_err();
     assert!(matches!(err, ApiError::Conflict(_)), "{err:?}");
     assert_eq!(store.version(), before);
 }
@@ -49,7 +64,10 @@ fn dangling_reference_is_refused_and_writes_nothing() {
     mesh(&store, "m");
     let vs = ResourceId::top(ResourceKind::VirtualService, n("m"), n("svc"));
     let err = store
-        .create(&vs, write(json!({}), vec![(ResourceKind::VirtualNode, n("missing"))]))
+        .create(
+            &vs,
+            write(json!({}), vec![(ResourceKind::VirtualNode, n("missing"))]),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("VirtualNode missing"), "{err}");
     assert!(matches!(store.describe(&vs), Err(ApiError::NotFound(_))));
@@ -62,10 +80,18 @@ fn referenced_node_cannot_be_deleted_until_the_referrer_goes() {
     let vn = ResourceId::top(ResourceKind::VirtualNode, n("m"), n("vn"));
     store.create(&vn, write(json!({}), vec![])).unwrap();
     let vs = ResourceId::top(ResourceKind::VirtualService, n("m"), n("svc"));
-    store.create(&vs, write(json!({}), vec![(ResourceKind::VirtualNode, n("vn"))])).unwrap();
+    store
+        .create(
+            &vs,
+            write(json!({}), vec![(ResourceKind::VirtualNode, n("vn"))]),
+        )
+        .unwrap();
     let err = store.delete(&vn).unwrap_err();
     assert!(matches!(err, ApiError::ResourceInUse(_)));
-    assert!(err.to_string().contains("mesh/m/virtualService/svc"), "{err}");
+    assert!(
+        err.to_string().contains("mesh/m/virtualService/svc"),
+        "{err}"
+    );
     // Updating the service away from the node frees it.
     store.update(&vs, write(json!({}), vec![])).unwrap();
     let deleted = store.delete(&vn).unwrap();
@@ -80,7 +106,11 @@ fn mesh_with_children_cannot_be_deleted() {
     store.create(&vr, write(json!({}), vec![])).unwrap();
     let route = ResourceId::nested(ResourceKind::Route, n("m"), n("vr"), n("r"));
     store.create(&route, write(json!({}), vec![])).unwrap();
-    assert!(store.delete(&vr).unwrap_err().to_string().contains("mesh/m/virtualRouter/vr/route/r"));
+    assert!(store
+        .delete(&vr)
+        .unwrap_err()
+        .to_string()
+        .contains("mesh/m/virtualRouter/vr/route/r"));
     assert!(matches!(store.delete(&m), Err(ApiError::ResourceInUse(_))));
     store.delete(&route).unwrap();
     store.delete(&vr).unwrap();
@@ -97,7 +127,12 @@ fn list_pages_in_name_order_and_stays_within_its_scope() {
         let id = ResourceId::top(ResourceKind::VirtualNode, n("m"), n(&format!("vn{i}")));
         store.create(&id, write(json!({}), vec![])).unwrap();
     }
-    store.create(&ResourceId::top(ResourceKind::VirtualNode, n("z"), n("other")), write(json!({}), vec![])).unwrap();
+    store
+        .create(
+            &ResourceId::top(ResourceKind::VirtualNode, n("z"), n("other")),
+            write(json!({}), vec![]),
+        )
+        .unwrap();
     let scope = ListScope::Mesh(n("m"), ResourceKind::VirtualNode);
     let mut names = vec![];
     let mut token = None;
@@ -112,18 +147,50 @@ fn list_pages_in_name_order_and_stays_within_its_scope() {
     assert_eq!(names, (0..7).map(|i| format!("vn{i}")).collect::<Vec<_>>());
     let meshes = store.list(&ListScope::Meshes, 100, None).unwrap();
     assert_eq!(meshes.items.len(), 3);
-    assert!(matches!(store.list(&scope, 3, Some("garbage")), Err(ApiError::BadRequest(_))));
+    assert!(matches!(
+        store.list(&scope, 3, Some("garbage")),
+        Err(ApiError::BadRequest(_))
+    ));
 }
 
 #[test]
 fn same_client_token_replays_and_different_request_conflicts() {
     let (_d, store) = open();
     let id = ResourceId::mesh(n("m"));
-    let token = |d: &str| Some(ClientToken { token: "t1".into(), request_digest: d.into() });
-    let first = store.create(&id, Write { client_token: token("a"), ..write(json!({}), vec![]) }).unwrap();
-    let again = store.create(&id, Write { client_token: token("a"), ..write(json!({}), vec![]) }).unwrap();
+    let token = |d: &str| {
+        Some(ClientToken {
+            token: "t1".into(),
+            request_digest: d.into(),
+        })
+    };
+    let first = store
+        .create(
+            &id,
+            Write {
+                client_token: token("a"),
+                ..write(json!({}), vec![])
+            },
+        )
+        .unwrap();
+    let again = store
+        .create(
+            &id,
+            Write {
+                client_token: token("a"),
+                ..write(json!({}), vec![])
+            },
+        )
+        .unwrap();
     assert_eq!(first.row.uid, again.row.uid);
-    let err = store.create(&id, Write { client_token: token("b"), ..write(json!({}), vec![]) }).unwrap_err();
+    let err = store
+        .create(
+            &id,
+            Write {
+                client_token: token("b"),
+                ..write(json!({}), vec![])
+            },
+        )
+        .unwrap_err();
     assert!(matches!(err, ApiError::Conflict(_)));
 }
 
@@ -157,12 +224,42 @@ fn writes_survive_reopen() {
 fn tags_add_replace_remove_and_limit() {
     let (_d, store) = open();
     let id = mesh(&store, "m");
-    store.tag(&id, vec![Tag { key: "a".into(), value: "1".into() }]).unwrap();
-    store.tag(&id, vec![Tag { key: "a".into(), value: "2".into() }]).unwrap();
-    assert_eq!(store.describe(&id).unwrap().row.tags, vec![Tag { key: "a".into(), value: "2".into() }]);
+    store
+        .tag(
+            &id,
+            vec![Tag {
+                key: "a".into(),
+                value: "1".into(),
+            }],
+        )
+        .unwrap();
+    store
+        .tag(
+            &id,
+            vec![Tag {
+                key: "a".into(),
+                value: "2".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        store.describe(&id).unwrap().row.tags,
+        vec![Tag {
+            key: "a".into(),
+            value: "2".into()
+        }]
+    );
     store.untag(&id, &["a".into()]).unwrap();
     assert!(store.describe(&id).unwrap().row.tags.is_empty());
-    let many = (0..51).map(|i| Tag { key: format!("k{i}"), value: String::new() }).collect();
-    assert!(matches!(store.tag(&id, many), Err(ApiError::TooManyTags(_))));
+    let many = (0..51)
+        .map(|i| Tag {
+            key: format!("k{i}"),
+            value: String::new(),
+        })
+        .collect();
+    assert!(matches!(
+        store.tag(&id, many),
+        Err(ApiError::TooManyTags(_))
+    ));
     assert!(store.describe(&id).unwrap().row.tags.is_empty());
 }

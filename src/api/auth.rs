@@ -1,0 +1,99 @@
+//! Who may call the API: the access keys in `DIR/credentials` (an AWS shared-credentials
+//! file, created with a fresh key on first start), checked by SigV4 on every request.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, Method};
+use rand::distributions::{Alphanumeric, DistString};
+
+use super::sigv4::{self, Keys};
+use super::AppState;
+use crate::model::ApiError;
+
+/// The file name under the data directory.
+pub const CREDENTIALS_FILE: &str = "credentials";
+
+pub(super) fn verify_request(
+    state: &AppState,
+    method: &Method,
+    uri: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<String, ApiError> {
+    sigv4::verify(&state.keys, method.as_str(), uri, headers, body, now)
+}
+
+/// Reads `DIR/credentials`, creating it (mode 0600, profile `[default]`, a new key) if absent.
+pub fn load_or_create_credentials(dir: &Path) -> anyhow::Result<Keys> {
+    let path = dir.join(CREDENTIALS_FILE);
+    if !path.exists() {
+        let id = format!(
+            "AKIA{}",
+            Alphanumeric
+                .sample_string(&mut rand::thread_rng(), 16)
+                .to_uppercase()
+        );
+        let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
+        let text =
+            format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let keys = parse_credentials(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(keys)
+}
+
+/// Every profile's key pair from an AWS shared-credentials file.
+pub fn parse_credentials(text: &str) -> Result<Keys, String> {
+    let mut keys = Keys::default();
+    let (mut profile, mut id, mut secret) = (None::<String>, None::<String>, None::<String>);
+    let mut flush = |profile: &Option<String>,
+                     id: &mut Option<String>,
+                     secret: &mut Option<String>|
+     -> Result<(), String> {
+        match (id.take(), secret.take()) {
+            (Some(i), Some(s)) => {
+                keys.insert(i, s);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            _ => Err(format!(
+                "profile [{}] needs both aws_access_key_id and aws_secret_access_key",
+                profile.as_deref().unwrap_or("?")
+            )),
+        }
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            flush(&profile, &mut id, &mut secret)?;
+            profile = Some(name.trim().to_owned());
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+        match k.trim() {
+            "aws_access_key_id" => id = Some(v.trim().to_owned()),
+            "aws_secret_access_key" => secret = Some(v.trim().to_owned()),
+            _ => {}
+        }
+    }
+    flush(&profile, &mut id, &mut secret)?;
+    Ok(keys)
+}

@@ -1,0 +1,121 @@
+//! `Signed`: the extractor every App Mesh API handler takes. It reads the body (bounded),
+//! checks the SigV4 signature over it, and hands the handler the path parameters, the query
+//! and the JSON body, with every failure already in the API's error shape.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use serde_json::Value;
+
+use super::AppState;
+use crate::model::{validate_param, ApiError, ResourceName};
+
+/// Largest request body accepted. App Mesh specs are a few KB; 1 MiB leaves room for the
+/// largest legal spec and refuses anything that is clearly not one.
+pub const MAX_BODY: usize = 1 << 20;
+
+pub struct Signed {
+    pub access_key_id: String,
+    pub params: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+    pub body: Bytes,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        if let Some(len) = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        {
+            if len > MAX_BODY as u64 {
+                return Err(too_large(len));
+            }
+        }
+        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            ApiError::bad_request(format!(
+                "request body is larger than the limit of {MAX_BODY} bytes"
+            ))
+        })?;
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_owned();
+        let method = parts.method.clone();
+        let access_key_id = super::auth::verify_request(
+            state,
+            &method,
+            &uri,
+            &parts.headers,
+            &body,
+            SystemTime::now(),
+        )?;
+        let params: HashMap<String, String> =
+            Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
+                .await
+                .map(|Path(p)| p)
+                .unwrap_or_default();
+        let query = parts
+            .uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Signed {
+            access_key_id,
+            params,
+            query,
+            body,
+        })
+    }
+}
+
+fn too_large(len: u64) -> ApiError {
+    ApiError::bad_request(format!(
+        "request body of {len} bytes is larger than the limit of {MAX_BODY} bytes"
+    ))
+}
+
+impl Signed {
+    /// The body as a JSON object; an empty body is `{}`.
+    pub fn json(&self) -> Result<Value, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Object(Default::default()));
+        }
+        let value: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request("request body must be a JSON object"));
+        }
+        Ok(value)
+    }
+
+    /// A path parameter, as a resource name.
+    pub fn name(&self, param: &str) -> Result<ResourceName, ApiError> {
+        let raw = self.params.get(param).ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("route lacks path parameter {param}"))
+        })?;
+        ResourceName::parse(param, raw)
+    }
+
+    /// A query parameter, checked against the operation's model (`limit` ranges and so on).
+    pub fn query_param(&self, operation: &str, member: &str) -> Result<Option<&str>, ApiError> {
+        match self.query.get(member) {
+            Some(v) => {
+                validate_param(operation, member, v)?;
+                Ok(Some(v.as_str()))
+            }
+            None => Ok(None),
+        }
+    }
+}
