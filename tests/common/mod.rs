@@ -1,0 +1,229 @@
+//! Shared helpers for integration tests: start the real `appliance` binary on loopback,
+//! read its address from its `listening on <addr>` log line, and stop it on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_appliance");
+
+/// A running `appliance control`, killed (and reaped) when dropped.
+pub struct Control {
+    pub child: Child,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Control {
+    /// Starts a control plane on a fresh data directory and a free port.
+    pub fn start() -> Control {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut c = Control::start_in(&dir);
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Starts a control plane on an existing (or new) data directory.
+    pub fn start_in(dir: &Path) -> Control {
+        let mut child = Command::new(BIN)
+            .args(["control", "--data-dir"])
+            .arg(dir)
+            .args(["--api-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn appliance control");
+        let addr = wait_for_listen(&mut child, "api");
+        Control { child, addr, data_dir: dir.to_path_buf(), _tmp: None }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn credentials(&self) -> PathBuf {
+        self.data_dir.join("credentials")
+    }
+
+    /// Stops it the hard way, as a crash or OOM kill would.
+    pub fn kill9(mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Reads the child's stderr until a `listening on ADDR` line with `role="<role>"` shows up,
+/// then keeps draining stderr in the background so the child never blocks on a full pipe.
+pub fn wait_for_listen(child: &mut Child, role: &str) -> String {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    let role = role.to_owned();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("APPLIANCE_TEST_LOG").is_some() {
+                eprintln!("[child] {line}");
+            }
+            if !sent && line.contains(&format!("role=\"{role}\"")) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    tx.send(addr).ok();
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("child did not report `listening on` within 30 s")
+}
+
+/// The AWS CLI to test against: `$APPLIANCE_AWS_CLI`, the repo's `.venv/bin/aws` (made by
+/// `.ci/run`), or `aws` on PATH.
+pub fn aws_cli() -> PathBuf {
+    if let Some(p) = std::env::var_os("APPLIANCE_AWS_CLI") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/aws");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("aws")
+}
+
+/// Output of one CLI call.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command with the environment an App Mesh user has: the control plane's
+/// credentials file and a region, and nothing inherited from this machine's AWS setup.
+pub fn run_cli(program: &Path, args: &[String], control: &Control) -> Out {
+    let out = Command::new(program)
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_SHARED_CREDENTIALS_FILE", control.credentials())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_DEFAULT_REGION", "us-west-2")
+        .env("AWS_PAGER", "")
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A walkthrough spec template with its jq variables bound, as `jq -n --arg` would: every
+/// `$NAME` becomes a JSON string.
+pub fn render(file: &str, vars: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/walkthrough").join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // Longest names first, so $DNS_HOSTNAME is not eaten by a shorter $DNS.
+    let mut vars = vars.to_vec();
+    vars.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    for (k, v) in vars {
+        text = text.replace(&format!("${k}"), &serde_json::to_string(v).unwrap());
+    }
+    assert!(!text.contains('$'), "{file}: unbound jq variable left in {text}");
+    text
+}
+
+pub fn fixture_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/walkthrough").join(file)
+}
+
+/// A SigV4-signing HTTP client for the API, for tests that need many fast calls.
+pub struct Api {
+    http: reqwest::blocking::Client,
+    endpoint: String,
+    key_id: String,
+    secret: String,
+}
+
+impl Api {
+    pub fn new(control: &Control) -> Api {
+        let text = std::fs::read_to_string(control.credentials()).expect("credentials file");
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned()))
+                .expect("credential field")
+        };
+        Api {
+            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            endpoint: control.endpoint(),
+            key_id: field("aws_access_key_id"),
+            secret: field("aws_secret_access_key"),
+        }
+    }
+
+    /// Sends a signed request; returns (status, x-amzn-ErrorType, body as JSON or text).
+    pub fn call(&self, method: &str, path_and_query: &str, body: Option<&str>) -> (u16, Option<String>, serde_json::Value) {
+        self.call_with(method, path_and_query, body.map(|b| b.as_bytes().to_vec()), &self.secret.clone())
+    }
+
+    /// Like `call`, signing with the given secret (to test bad signatures).
+    pub fn call_with(&self, method: &str, path_and_query: &str, body: Option<Vec<u8>>, secret: &str) -> (u16, Option<String>, serde_json::Value) {
+        self.try_call_with(method, path_and_query, body, secret).expect("request sent")
+    }
+
+    /// Like `call`, but a connection failure is an `Err` rather than a panic.
+    pub fn try_call(&self, method: &str, path_and_query: &str, body: Option<&str>) -> Result<(u16, Option<String>, serde_json::Value), String> {
+        self.try_call_with(method, path_and_query, body.map(|b| b.as_bytes().to_vec()), &self.secret.clone())
+    }
+
+    fn try_call_with(&self, method: &str, path_and_query: &str, body: Option<Vec<u8>>, secret: &str) -> Result<(u16, Option<String>, serde_json::Value), String> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let url = format!("{}{}", self.endpoint, path_and_query);
+        let host = self.endpoint.trim_start_matches("http://").to_owned();
+        let body = body.unwrap_or_default();
+        let identity = aws_credential_types::Credentials::new(&self.key_id, secret, None, None, "test").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-west-2")
+            .name("appmesh")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let headers = [("host", host.as_str()), ("content-type", "application/json")];
+        let signable = SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(&body)).unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut req = http::Request::builder().method(method).uri(&url).header("content-type", "application/json");
+        for (name, value) in instructions.headers() {
+            req = req.header(name, value);
+        }
+        let req = req.body(body).unwrap();
+        let (parts, body) = req.into_parts();
+        let mut rb = self.http.request(parts.method, &url).body(body);
+        for (k, v) in parts.headers.iter() {
+            rb = rb.header(k, v);
+        }
+        let resp = rb.send().map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let kind = resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = resp.text().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok((status, kind, json))
+    }
+}
