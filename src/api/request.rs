@@ -15,6 +15,10 @@ use crate::model::{validate_param, ApiError, ResourceName};
 /// Largest request body accepted. App Mesh specs are a few KB; 1 MiB leaves room for the
 /// largest legal spec and refuses anything that is clearly not one.
 pub const MAX_BODY: usize = 1 << 20;
+/// An oversized body up to this size is read and thrown away before the error is sent, so
+/// the client (still sending) gets a clear 400 rather than a reset connection. Anything
+/// larger is cut off.
+const DRAIN_LIMIT: u64 = 64 << 20;
 
 pub struct Signed {
     pub access_key_id: String,
@@ -34,6 +38,9 @@ impl FromRequest<AppState> for Signed {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         {
             if len > MAX_BODY as u64 {
+                if len <= DRAIN_LIMIT {
+                    drain(body).await;
+                }
                 return Err(too_large(len));
             }
         }
@@ -78,6 +85,12 @@ impl FromRequest<AppState> for Signed {
             body,
         })
     }
+}
+
+async fn drain(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 fn too_large(len: u64) -> ApiError {
