@@ -6,6 +6,9 @@ mod auth;
 mod error;
 mod request;
 pub mod sigv4;
+mod tls;
+
+pub use tls::{serve_tls, server_config};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +34,28 @@ pub fn router(state: AppState) -> Router {
     appmesh::routes()
         .fallback(appmesh::unknown_operation)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // Outermost, so every log line below carries the request id.
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Gives each request an id (returned as `x-amzn-RequestId`, as AWS does) and a span that
+/// carries it, the method, the path and, once the signature checks out, the caller's key id.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        caller = tracing::field::Empty,
+    );
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` fires, then lets in-flight requests finish.

@@ -21,6 +21,7 @@ pub const MAX_BODY: usize = 1 << 20;
 const DRAIN_LIMIT: u64 = 64 << 20;
 
 pub struct Signed {
+    /// The key that signed the request.
     pub access_key_id: String,
     pub params: HashMap<String, String>,
     pub query: HashMap<String, String>,
@@ -64,6 +65,7 @@ impl FromRequest<AppState> for Signed {
             &body,
             SystemTime::now(),
         )?;
+        tracing::Span::current().record("caller", access_key_id.as_str());
         let params: HashMap<String, String> =
             Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
                 .await
