@@ -21,8 +21,6 @@ pub const MAX_BODY: usize = 1 << 20;
 const DRAIN_LIMIT: u64 = 64 << 20;
 
 pub struct Signed {
-    /// The key that signed the request.
-    pub access_key_id: String,
     pub params: HashMap<String, String>,
     pub query: HashMap<String, String>,
     pub body: Bytes,
