@@ -79,7 +79,6 @@ impl FromRequest<AppState> for Signed {
             })
             .unwrap_or_default();
         Ok(Signed {
-            access_key_id,
             params,
             query,
             body,
