@@ -8,5 +8,3 @@ pub mod service_model;
 
 pub use error::ApiError;
 pub use kind::{ResourceId, ResourceKind, ResourceName};
-mod tmp_shim;
-pub use tmp_shim::{validate_body, validate_param, Spec};
