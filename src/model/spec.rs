@@ -1603,6 +1603,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn to_json_adds_only_app_mesh_defaults_to_walkthrough_specs() {
+        for (file, _, _, kind, template) in WALKTHROUGH {
+            let mut want = walkthrough_spec(template);
+            if kind == ResourceKind::Mesh {
+                want["egressFilter"] = json!({"type": "DROP_ALL"});
+            }
+            if let Some(tls) = want.pointer_mut("/backendDefaults/clientPolicy/tls") {
+                tls["enforce"] = json!(true);
+            }
+            let got = Spec::parse(kind, Some(&walkthrough_spec(template)))
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .to_json();
+            assert_eq!(got, want, "{file}");
+        }
+    }
+
+    #[test]
     fn mesh_without_spec_gets_drop_all_egress() {
         let spec = Spec::parse(ResourceKind::Mesh, None).unwrap();
         assert_eq!(
