@@ -4,7 +4,13 @@
 
 mod error;
 mod kind;
+mod rules;
 pub mod service_model;
+pub mod spec;
+mod validate;
 
 pub use error::ApiError;
 pub use kind::{ResourceId, ResourceKind, ResourceName};
+pub use rules::MAX_TOTAL_WEIGHT;
+pub use spec::Spec;
+pub use validate::{validate_body, validate_param};

@@ -1,0 +1,717 @@
+//! App Mesh's spec rules that the service model does not state, from the App Mesh user guide
+//! and its issues (see `reference/appmesh-api.md`). `Spec::parse` runs them after the model
+//! validation. Each failure is a `BadRequest` naming the field path, the value and the rule.
+//!
+//! Rules:
+//! - routes set exactly one of httpRoute/http2Route/grpcRoute/tcpRoute; gateway routes exactly
+//!   one of httpRoute/http2Route/grpcRoute;
+//! - the weights of a route's weighted targets add up to at most 100 (the model's doc; the
+//!   walkthrough's 1 + 1 is accepted, so "must add up to 100" is not the rule);
+//! - HTTP route matches (router routes) set exactly one of `prefix` and `path`: App Mesh matches
+//!   every HTTP route on the path, and `/` is how "everything" is written. Gateway HTTP routes
+//!   set at most one (a gateway route may match on hostname or headers alone);
+//! - a `prefix` starts with `/`; a `path` match sets exactly one of `exact` and `regex`; a
+//!   gateway hostname match exactly one of `exact` and `suffix`;
+//! - gateway route prefixes `/aws-appmesh*` and `/aws-app-mesh*` and gRPC service names
+//!   `aws.appmesh*` and `aws.app-mesh*` are reserved;
+//! - a gRPC `methodName` requires `serviceName`;
+//! - a header or metadata `range` match has `start` below `end`;
+//! - a retry policy names at least one retry event; HTTP retry events are `server-error`,
+//!   `gateway-error`, `client-error` or `stream-error`;
+//! - a gateway route's `rewrite.prefix` needs a prefix match, `rewrite.path` a path match;
+//! - listener ports are unique within a node, router or gateway;
+//! - a listener's health check `port`, if set, is the listener's port;
+//! - a listener's `connectionPool` and `timeout` variant is the listener's protocol;
+//! - a node names each backend virtual service once (App Mesh issue #170).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::spec::{
+    GatewayRouteSpec, GatewayRouteType, GrpcRouteMetadata, HeaderMatchMethod, HttpGatewayRoute,
+    HttpPathMatch, HttpRoute, HttpRouteHeader, HttpRouteMatch, RouteSpec, RouteType, Spec,
+    VirtualGatewaySpec, VirtualNodeSpec, VirtualRouterSpec, WeightedTarget,
+};
+use super::{ApiError, ResourceKind};
+
+/// Maximum total weight of a route's weighted targets.
+pub const MAX_TOTAL_WEIGHT: u64 = 100;
+
+const RESERVED_PREFIXES: [&str; 2] = ["/aws-appmesh", "/aws-app-mesh"];
+const RESERVED_GRPC_SERVICES: [&str; 2] = ["aws.appmesh", "aws.app-mesh"];
+
+/// Rules checked on the JSON, where the typed form could not say which value broke them.
+pub(crate) fn check_json(kind: ResourceKind, spec: &Value) -> Result<(), ApiError> {
+    let route_members: &[&str] = match kind {
+        ResourceKind::Route => &["httpRoute", "http2Route", "grpcRoute", "tcpRoute"],
+        ResourceKind::GatewayRoute => &["httpRoute", "http2Route", "grpcRoute"],
+        _ => return Ok(()),
+    };
+    let set: Vec<&str> = route_members
+        .iter()
+        .copied()
+        .filter(|m| spec.get(m).is_some_and(|v| !v.is_null()))
+        .collect();
+    if set.len() != 1 {
+        let got = if set.is_empty() {
+            "none".to_owned()
+        } else {
+            set.join(", ")
+        };
+        return Err(bad(
+            "spec",
+            format!(
+                "exactly one of {} must be set, got {got}",
+                route_members.join(", ")
+            ),
+        ));
+    }
+    if kind == ResourceKind::Route {
+        for member in ["httpRoute", "http2Route", "grpcRoute"] {
+            let Some(Value::Array(events)) =
+                spec.pointer(&format!("/{member}/retryPolicy/httpRetryEvents"))
+            else {
+                continue;
+            };
+            for (i, event) in events.iter().enumerate() {
+                let known = event
+                    .as_str()
+                    .is_some_and(|e| super::spec::HttpRetryEvent::WIRE.contains(&e));
+                if !known {
+                    return Err(bad(
+                        &format!("spec.{member}.retryPolicy.httpRetryEvents[{i}]"),
+                        format!(
+                            "{event} is not one of {}",
+                            super::spec::HttpRetryEvent::WIRE.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rules on the typed spec.
+pub(crate) fn check(spec: &Spec) -> Result<(), ApiError> {
+    match spec {
+        Spec::Mesh(_) | Spec::VirtualService(_) => Ok(()),
+        Spec::VirtualNode(vn) => check_virtual_node(vn),
+        Spec::VirtualRouter(vr) => check_virtual_router(vr),
+        Spec::Route(route) => check_route(route),
+        Spec::VirtualGateway(vg) => check_virtual_gateway(vg),
+        Spec::GatewayRoute(gr) => check_gateway_route(gr),
+    }
+}
+
+// === listeners ===
+
+fn check_unique_ports(ports: impl Iterator<Item = u16>) -> Result<(), ApiError> {
+    let mut seen = BTreeMap::new();
+    for (i, port) in ports.enumerate() {
+        if let Some(first) = seen.insert(port, i) {
+            return Err(bad(
+                &format!("spec.listeners[{i}].portMapping.port"),
+                format!("{port} is already the port of spec.listeners[{first}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_health_check_port(i: usize, check_port: Option<u16>, port: u16) -> Result<(), ApiError> {
+    match check_port {
+        Some(p) if p != port => Err(bad(
+            &format!("spec.listeners[{i}].healthCheck.port"),
+            format!("{p} must equal the listener port {port}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_virtual_node(vn: &VirtualNodeSpec) -> Result<(), ApiError> {
+    let listeners = vn.listeners();
+    check_unique_ports(listeners.iter().map(|l| l.port_mapping.port))?;
+    for (i, l) in listeners.iter().enumerate() {
+        let (port, protocol) = (l.port_mapping.port, l.port_mapping.protocol);
+        check_health_check_port(i, l.health_check.as_ref().and_then(|h| h.port), port)?;
+        if let Some(pool) = &l.connection_pool {
+            if pool.protocol() != protocol {
+                return Err(bad(
+                    &format!("spec.listeners[{i}].connectionPool"),
+                    format!(
+                        "a {} pool does not fit the listener protocol {}",
+                        pool.protocol().as_str(),
+                        protocol.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(timeout) = &l.timeout {
+            if timeout.protocol() != protocol {
+                return Err(bad(
+                    &format!("spec.listeners[{i}].timeout"),
+                    format!(
+                        "a {} timeout does not fit the listener protocol {}",
+                        timeout.protocol().as_str(),
+                        protocol.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (i, name) in vn.backend_services().enumerate() {
+        if let Some(first) = seen.insert(name, i) {
+            return Err(bad(
+                &format!("spec.backends[{i}].virtualService.virtualServiceName"),
+                format!("{name:?} is already the backend spec.backends[{first}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_virtual_router(vr: &VirtualRouterSpec) -> Result<(), ApiError> {
+    check_unique_ports(vr.listeners().iter().map(|l| l.port_mapping.port))
+}
+
+fn check_virtual_gateway(vg: &VirtualGatewaySpec) -> Result<(), ApiError> {
+    check_unique_ports(vg.listeners.iter().map(|l| l.port_mapping.port))?;
+    for (i, l) in vg.listeners.iter().enumerate() {
+        let (port, protocol) = (l.port_mapping.port, l.port_mapping.protocol);
+        check_health_check_port(i, l.health_check.as_ref().and_then(|h| h.port), port)?;
+        if let Some(pool) = &l.connection_pool {
+            if pool.protocol() != protocol {
+                return Err(bad(
+                    &format!("spec.listeners[{i}].connectionPool"),
+                    format!(
+                        "a {} pool does not fit the listener protocol {}",
+                        super::spec::PortProtocol::from(pool.protocol()).as_str(),
+                        super::spec::PortProtocol::from(protocol).as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+// === routes ===
+
+fn check_route(route: &RouteSpec) -> Result<(), ApiError> {
+    let base = format!("spec.{}", route.route.member());
+    check_weights(&base, route.weighted_targets())?;
+    match &route.route {
+        RouteType::Http(r) | RouteType::Http2(r) => check_http_route(&base, r),
+        RouteType::Grpc(r) => {
+            let m = &r.r#match;
+            if m.method_name.is_some() && m.service_name.is_none() {
+                return Err(bad(
+                    &format!("{base}.match.methodName"),
+                    "requires serviceName",
+                ));
+            }
+            check_metadata(&base, m.metadata.as_deref())?;
+            if let Some(p) = &r.retry_policy {
+                let none = p.grpc_retry_events.as_ref().is_none_or(Vec::is_empty)
+                    && p.http_retry_events.as_ref().is_none_or(Vec::is_empty)
+                    && p.tcp_retry_events.as_ref().is_none_or(Vec::is_empty);
+                if none {
+                    return Err(bad(
+                        &format!("{base}.retryPolicy"),
+                        "must set at least one of grpcRetryEvents, httpRetryEvents, tcpRetryEvents",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        RouteType::Tcp(_) => Ok(()),
+    }
+}
+
+fn check_weights(base: &str, targets: &[WeightedTarget]) -> Result<(), ApiError> {
+    let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
+    if total > MAX_TOTAL_WEIGHT {
+        return Err(bad(
+            &format!("{base}.action.weightedTargets"),
+            format!("weights add up to {total}, above the maximum {MAX_TOTAL_WEIGHT}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_http_route(base: &str, route: &HttpRoute) -> Result<(), ApiError> {
+    let m: &HttpRouteMatch = &route.r#match;
+    let path = format!("{base}.match");
+    match (&m.prefix, &m.path) {
+        (Some(_), Some(_)) => return Err(bad(&path, "set only one of prefix, path")),
+        (None, None) => return Err(bad(&path, "exactly one of prefix, path must be set")),
+        (Some(prefix), None) => check_prefix(&path, prefix)?,
+        (None, Some(p)) => check_path_match(&path, p)?,
+    }
+    check_headers(&path, m.headers.as_deref())?;
+    if let Some(p) = &route.retry_policy {
+        let none = p.http_retry_events.as_ref().is_none_or(Vec::is_empty)
+            && p.tcp_retry_events.as_ref().is_none_or(Vec::is_empty);
+        if none {
+            return Err(bad(
+                &format!("{base}.retryPolicy"),
+                "must set at least one of httpRetryEvents, tcpRetryEvents",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_prefix(match_path: &str, prefix: &str) -> Result<(), ApiError> {
+    if !prefix.starts_with('/') {
+        return Err(bad(
+            &format!("{match_path}.prefix"),
+            format!("{prefix:?} must start with /"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_path_match(match_path: &str, p: &HttpPathMatch) -> Result<(), ApiError> {
+    if p.exact.is_some() == p.regex.is_some() {
+        return Err(bad(
+            &format!("{match_path}.path"),
+            "exactly one of exact, regex must be set",
+        ));
+    }
+    Ok(())
+}
+
+fn check_headers(match_path: &str, headers: Option<&[HttpRouteHeader]>) -> Result<(), ApiError> {
+    for (i, h) in headers.unwrap_or_default().iter().enumerate() {
+        check_range(&format!("{match_path}.headers[{i}]"), h.r#match.as_ref())?;
+    }
+    Ok(())
+}
+
+fn check_metadata(base: &str, metadata: Option<&[GrpcRouteMetadata]>) -> Result<(), ApiError> {
+    for (i, m) in metadata.unwrap_or_default().iter().enumerate() {
+        check_range(&format!("{base}.match.metadata[{i}]"), m.r#match.as_ref())?;
+    }
+    Ok(())
+}
+
+fn check_range(path: &str, method: Option<&HeaderMatchMethod>) -> Result<(), ApiError> {
+    if let Some(HeaderMatchMethod::Range(r)) = method {
+        if r.start >= r.end {
+            return Err(bad(
+                &format!("{path}.match.range"),
+                format!("start {} must be below end {}", r.start, r.end),
+            ));
+        }
+    }
+    Ok(())
+}
+
+// === gateway routes ===
+
+fn check_gateway_route(gr: &GatewayRouteSpec) -> Result<(), ApiError> {
+    let base = format!("spec.{}", gr.route.member());
+    match &gr.route {
+        GatewayRouteType::Http(r) | GatewayRouteType::Http2(r) => {
+            check_http_gateway_route(&base, r)
+        }
+        GatewayRouteType::Grpc(r) => {
+            let m = &r.r#match;
+            if let Some(service) = &m.service_name {
+                if RESERVED_GRPC_SERVICES
+                    .iter()
+                    .any(|p| service.starts_with(p))
+                {
+                    return Err(bad(
+                        &format!("{base}.match.serviceName"),
+                        format!(
+                            "{service:?} is reserved (names starting with {} are App Mesh's)",
+                            RESERVED_GRPC_SERVICES.join(" or ")
+                        ),
+                    ));
+                }
+            }
+            if let Some(h) = &m.hostname {
+                check_hostname_match(&base, h.exact.is_some(), h.suffix.is_some())?;
+            }
+            check_metadata(&base, m.metadata.as_deref())
+        }
+    }
+}
+
+fn check_http_gateway_route(base: &str, r: &HttpGatewayRoute) -> Result<(), ApiError> {
+    let m = &r.r#match;
+    let path = format!("{base}.match");
+    if m.prefix.is_some() && m.path.is_some() {
+        return Err(bad(&path, "set only one of prefix, path"));
+    }
+    if let Some(prefix) = &m.prefix {
+        check_prefix(&path, prefix)?;
+        if RESERVED_PREFIXES.iter().any(|p| prefix.starts_with(p)) {
+            return Err(bad(
+                &format!("{path}.prefix"),
+                format!(
+                    "{prefix:?} is reserved (prefixes starting with {} are App Mesh's)",
+                    RESERVED_PREFIXES.join(" or ")
+                ),
+            ));
+        }
+    }
+    if let Some(p) = &m.path {
+        check_path_match(&path, p)?;
+    }
+    if let Some(h) = &m.hostname {
+        check_hostname_match(base, h.exact.is_some(), h.suffix.is_some())?;
+    }
+    check_headers(&path, m.headers.as_deref())?;
+    if let Some(rewrite) = &r.action.rewrite {
+        if rewrite.prefix.is_some() && m.prefix.is_none() {
+            return Err(bad(
+                &format!("{base}.action.rewrite.prefix"),
+                "needs a prefix match",
+            ));
+        }
+        if rewrite.path.is_some() && m.path.is_none() {
+            return Err(bad(
+                &format!("{base}.action.rewrite.path"),
+                "needs a path match",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_hostname_match(base: &str, exact: bool, suffix: bool) -> Result<(), ApiError> {
+    if exact == suffix {
+        return Err(bad(
+            &format!("{base}.match.hostname"),
+            "exactly one of exact, suffix must be set",
+        ));
+    }
+    Ok(())
+}
+
+fn bad(path: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("{path}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::model::{ApiError, ResourceKind, Spec};
+
+    fn refused(kind: ResourceKind, spec: Value) -> String {
+        match Spec::parse(kind, Some(&spec)) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected BadRequest for {spec}, got {other:?}"),
+        }
+    }
+
+    fn route(http_match: Value) -> Value {
+        json!({"httpRoute": {"match": http_match,
+            "action": {"weightedTargets": [{"virtualNode": "a", "weight": 1}]}}})
+    }
+
+    fn gateway_route(http_match: Value, rewrite: Option<Value>) -> Value {
+        let mut action = json!({"target": {"virtualService": {"virtualServiceName": "svc"}}});
+        if let Some(r) = rewrite {
+            action["rewrite"] = r;
+        }
+        json!({"httpRoute": {"match": http_match, "action": action}})
+    }
+
+    fn listener(port: u16, protocol: &str) -> Value {
+        json!({"portMapping": {"port": port, "protocol": protocol}})
+    }
+
+    #[test]
+    fn route_without_a_route_type_is_refused() {
+        assert_eq!(
+            refused(ResourceKind::Route, json!({"priority": 1})),
+            "spec: exactly one of httpRoute, http2Route, grpcRoute, tcpRoute must be set, got none"
+        );
+    }
+
+    #[test]
+    fn route_with_two_route_types_names_them() {
+        let mut spec = route(json!({"prefix": "/"}));
+        spec["tcpRoute"] =
+            json!({"action": {"weightedTargets": [{"virtualNode": "a", "weight": 1}]}});
+        assert_eq!(
+            refused(ResourceKind::Route, spec),
+            "spec: exactly one of httpRoute, http2Route, grpcRoute, tcpRoute must be set, got httpRoute, tcpRoute"
+        );
+    }
+
+    #[test]
+    fn gateway_route_cannot_be_tcp() {
+        let spec = json!({"tcpRoute": {"action": {"weightedTargets": [{"virtualNode": "a", "weight": 1}]}}});
+        assert_eq!(
+            refused(ResourceKind::GatewayRoute, spec),
+            "spec: exactly one of httpRoute, http2Route, grpcRoute must be set, got none"
+        );
+    }
+
+    #[test]
+    fn weights_above_100_in_total_are_refused() {
+        let spec = json!({"tcpRoute": {"action": {"weightedTargets": [
+            {"virtualNode": "a", "weight": 60}, {"virtualNode": "b", "weight": 41}]}}});
+        assert_eq!(
+            refused(ResourceKind::Route, spec),
+            "spec.tcpRoute.action.weightedTargets: weights add up to 101, above the maximum 100"
+        );
+    }
+
+    #[test]
+    fn http_route_prefix_must_start_with_a_slash() {
+        assert_eq!(
+            refused(ResourceKind::Route, route(json!({"prefix": "tell"}))),
+            "spec.httpRoute.match.prefix: \"tell\" must start with /"
+        );
+    }
+
+    #[test]
+    fn http_route_needs_a_prefix_or_a_path() {
+        assert_eq!(
+            refused(ResourceKind::Route, route(json!({"method": "GET"}))),
+            "spec.httpRoute.match: exactly one of prefix, path must be set"
+        );
+    }
+
+    #[test]
+    fn http_route_may_not_set_both_prefix_and_path() {
+        assert_eq!(
+            refused(
+                ResourceKind::Route,
+                route(json!({"prefix": "/", "path": {"exact": "/a"}}))
+            ),
+            "spec.httpRoute.match: set only one of prefix, path"
+        );
+    }
+
+    #[test]
+    fn path_match_sets_exactly_one_of_exact_and_regex() {
+        assert_eq!(
+            refused(
+                ResourceKind::Route,
+                route(json!({"path": {"exact": "/a", "regex": "/b"}}))
+            ),
+            "spec.httpRoute.match.path: exactly one of exact, regex must be set"
+        );
+        assert_eq!(
+            refused(ResourceKind::Route, route(json!({"path": {}}))),
+            "spec.httpRoute.match.path: exactly one of exact, regex must be set"
+        );
+    }
+
+    #[test]
+    fn header_range_start_must_be_below_end() {
+        let m = json!({"prefix": "/", "headers": [{"name": "x", "match": {"range": {"start": 5, "end": 5}}}]});
+        assert_eq!(
+            refused(ResourceKind::Route, route(m)),
+            "spec.httpRoute.match.headers[0].match.range: start 5 must be below end 5"
+        );
+    }
+
+    #[test]
+    fn grpc_method_name_requires_service_name() {
+        let spec = json!({"grpcRoute": {"match": {"methodName": "Get"},
+            "action": {"weightedTargets": [{"virtualNode": "a", "weight": 1}]}}});
+        assert_eq!(
+            refused(ResourceKind::Route, spec),
+            "spec.grpcRoute.match.methodName: requires serviceName"
+        );
+    }
+
+    #[test]
+    fn grpc_metadata_range_start_must_be_below_end() {
+        let spec = json!({"grpcRoute": {"match": {"metadata": [{"name": "x", "match": {"range": {"start": 9, "end": 1}}}]},
+            "action": {"weightedTargets": [{"virtualNode": "a", "weight": 1}]}}});
+        assert_eq!(
+            refused(ResourceKind::Route, spec),
+            "spec.grpcRoute.match.metadata[0].match.range: start 9 must be below end 1"
+        );
+    }
+
+    #[test]
+    fn retry_policy_needs_a_retry_event() {
+        let mut spec = route(json!({"prefix": "/"}));
+        spec["httpRoute"]["retryPolicy"] =
+            json!({"maxRetries": 2, "perRetryTimeout": {"value": 1, "unit": "s"}});
+        assert_eq!(
+            refused(ResourceKind::Route, spec),
+            "spec.httpRoute.retryPolicy: must set at least one of httpRetryEvents, tcpRetryEvents"
+        );
+    }
+
+    #[test]
+    fn grpc_retry_policy_needs_a_retry_event() {
+        let spec = json!({"grpcRoute": {"match": {},
+            "action": {"weightedTargets": [{"virtualNode": "a", "weight": 1}]},
+            "retryPolicy": {"maxRetries": 2, "perRetryTimeout": {"value": 1, "unit": "s"}}}});
+        assert!(refused(ResourceKind::Route, spec)
+            .starts_with("spec.grpcRoute.retryPolicy: must set at least one of grpcRetryEvents"));
+    }
+
+    #[test]
+    fn unknown_http_retry_event_lists_the_known_ones() {
+        let mut spec = route(json!({"prefix": "/"}));
+        spec["httpRoute"]["retryPolicy"] = json!({"maxRetries": 2,
+            "perRetryTimeout": {"value": 1, "unit": "s"}, "httpRetryEvents": ["server-error", "5xx"]});
+        assert_eq!(
+            refused(ResourceKind::Route, spec),
+            "spec.httpRoute.retryPolicy.httpRetryEvents[1]: \"5xx\" is not one of server-error, gateway-error, client-error, stream-error"
+        );
+    }
+
+    #[test]
+    fn gateway_route_reserved_prefixes_are_refused() {
+        for prefix in ["/aws-appmesh", "/aws-app-mesh/x"] {
+            let m = refused(
+                ResourceKind::GatewayRoute,
+                gateway_route(json!({"prefix": prefix}), None),
+            );
+            assert!(
+                m.starts_with("spec.httpRoute.match.prefix:") && m.contains("is reserved"),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn gateway_route_reserved_grpc_services_are_refused() {
+        let spec = json!({"grpcRoute": {"match": {"serviceName": "aws.appmesh.Envoy"},
+            "action": {"target": {"virtualService": {"virtualServiceName": "svc"}}}}});
+        let m = refused(ResourceKind::GatewayRoute, spec);
+        assert!(
+            m.starts_with("spec.grpcRoute.match.serviceName: \"aws.appmesh.Envoy\" is reserved"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn gateway_route_prefix_must_start_with_a_slash() {
+        assert_eq!(
+            refused(
+                ResourceKind::GatewayRoute,
+                gateway_route(json!({"prefix": "color"}), None)
+            ),
+            "spec.httpRoute.match.prefix: \"color\" must start with /"
+        );
+    }
+
+    #[test]
+    fn gateway_route_may_match_on_hostname_alone() {
+        let spec = gateway_route(json!({"hostname": {"exact": "a.example.com"}}), None);
+        Spec::parse(ResourceKind::GatewayRoute, Some(&spec)).unwrap();
+    }
+
+    #[test]
+    fn gateway_hostname_match_sets_exactly_one_of_exact_and_suffix() {
+        let spec = gateway_route(json!({"hostname": {"exact": "a", "suffix": "b"}}), None);
+        assert_eq!(
+            refused(ResourceKind::GatewayRoute, spec),
+            "spec.httpRoute.match.hostname: exactly one of exact, suffix must be set"
+        );
+    }
+
+    #[test]
+    fn prefix_rewrite_needs_a_prefix_match() {
+        let spec = gateway_route(
+            json!({"path": {"exact": "/a"}}),
+            Some(json!({"prefix": {"value": "/b/"}})),
+        );
+        assert_eq!(
+            refused(ResourceKind::GatewayRoute, spec),
+            "spec.httpRoute.action.rewrite.prefix: needs a prefix match"
+        );
+    }
+
+    #[test]
+    fn path_rewrite_needs_a_path_match() {
+        let spec = gateway_route(
+            json!({"prefix": "/a"}),
+            Some(json!({"path": {"exact": "/b"}})),
+        );
+        assert_eq!(
+            refused(ResourceKind::GatewayRoute, spec),
+            "spec.httpRoute.action.rewrite.path: needs a path match"
+        );
+    }
+
+    #[test]
+    fn duplicate_listener_ports_are_refused() {
+        let spec = json!({"listeners": [listener(80, "http"), listener(80, "tcp")]});
+        assert_eq!(
+            refused(ResourceKind::VirtualNode, spec.clone()),
+            "spec.listeners[1].portMapping.port: 80 is already the port of spec.listeners[0]"
+        );
+        assert!(refused(ResourceKind::VirtualRouter, spec).contains("already the port"));
+        let gw = json!({"listeners": [listener(80, "http"), listener(80, "grpc")]});
+        assert!(refused(ResourceKind::VirtualGateway, gw).contains("already the port"));
+    }
+
+    #[test]
+    fn health_check_port_must_be_the_listener_port() {
+        let mut l = listener(9080, "http");
+        l["healthCheck"] = json!({"healthyThreshold": 2, "unhealthyThreshold": 2,
+            "intervalMillis": 5000, "timeoutMillis": 2000, "protocol": "http", "port": 8080});
+        assert_eq!(
+            refused(ResourceKind::VirtualNode, json!({"listeners": [l.clone()]})),
+            "spec.listeners[0].healthCheck.port: 8080 must equal the listener port 9080"
+        );
+        assert!(
+            refused(ResourceKind::VirtualGateway, json!({"listeners": [l]}))
+                .contains("must equal the listener port")
+        );
+    }
+
+    #[test]
+    fn connection_pool_must_fit_the_listener_protocol() {
+        let mut l = listener(9080, "http");
+        l["connectionPool"] = json!({"tcp": {"maxConnections": 1}});
+        assert_eq!(
+            refused(ResourceKind::VirtualNode, json!({"listeners": [l]})),
+            "spec.listeners[0].connectionPool: a tcp pool does not fit the listener protocol http"
+        );
+        let mut l = listener(9080, "grpc");
+        l["connectionPool"] = json!({"http2": {"maxRequests": 1}});
+        assert_eq!(
+            refused(ResourceKind::VirtualGateway, json!({"listeners": [l]})),
+            "spec.listeners[0].connectionPool: a http2 pool does not fit the listener protocol grpc"
+        );
+    }
+
+    #[test]
+    fn timeout_must_fit_the_listener_protocol() {
+        let mut l = listener(9080, "tcp");
+        l["timeout"] = json!({"http": {"idle": {"value": 1, "unit": "s"}}});
+        assert_eq!(
+            refused(ResourceKind::VirtualNode, json!({"listeners": [l]})),
+            "spec.listeners[0].timeout: a http timeout does not fit the listener protocol tcp"
+        );
+    }
+
+    #[test]
+    fn duplicate_backends_are_refused() {
+        let spec = json!({"backends": [
+            {"virtualService": {"virtualServiceName": "a.local"}},
+            {"virtualService": {"virtualServiceName": "b.local"}},
+            {"virtualService": {"virtualServiceName": "a.local"}}]});
+        assert_eq!(
+            refused(ResourceKind::VirtualNode, spec),
+            "spec.backends[2].virtualService.virtualServiceName: \"a.local\" is already the backend spec.backends[0]"
+        );
+    }
+
+    #[test]
+    fn reference_names_with_a_slash_are_refused() {
+        let spec = json!({"provider": {"virtualNode": {"virtualNodeName": "a/b"}}});
+        assert!(refused(ResourceKind::VirtualService, spec).contains("may not contain '/'"));
+    }
+}
