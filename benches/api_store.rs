@@ -15,7 +15,10 @@ use common::{Api, Control};
 const WRITERS: usize = 8;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -24,7 +27,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs `n` calls of `f(i)` on WRITERS threads; returns (elapsed, per-call latencies).
-fn parallel(n: usize, control: &Control, f: impl Fn(&Api, usize) + Send + Sync + 'static) -> (Duration, Vec<Duration>) {
+fn parallel(
+    n: usize,
+    control: &Control,
+    f: impl Fn(&Api, usize) + Send + Sync + 'static,
+) -> (Duration, Vec<Duration>) {
     let f = Arc::new(f);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -45,7 +52,10 @@ fn parallel(n: usize, control: &Control, f: impl Fn(&Api, usize) + Send + Sync +
             })
         })
         .collect();
-    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     all.sort();
     (start.elapsed(), all)
 }
@@ -58,9 +68,21 @@ fn main() {
     let routes = env_or("APPLIANCE_BENCH_ROUTES", 1_000);
     let control = Control::start();
     let api = Api::new(&control);
-    assert_eq!(api.call("PUT", "/v20190125/meshes", Some(r#"{"meshName":"bench"}"#)).0, 200);
+    assert_eq!(
+        api.call("PUT", "/v20190125/meshes", Some(r#"{"meshName":"bench"}"#))
+            .0,
+        200
+    );
     let router = r#"{"virtualRouterName":"vr","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#;
-    assert_eq!(api.call("PUT", "/v20190125/meshes/bench/virtualRouters", Some(router)).0, 200);
+    assert_eq!(
+        api.call(
+            "PUT",
+            "/v20190125/meshes/bench/virtualRouters",
+            Some(router)
+        )
+        .0,
+        200
+    );
 
     let (t, lat) = parallel(nodes, &control, |api, i| {
         let body = format!(
@@ -82,7 +104,11 @@ fn main() {
             i % nodes,
             (i + 1) % nodes
         );
-        let (s, _, b) = api.call("PUT", "/v20190125/meshes/bench/virtualRouter/vr/routes", Some(&body));
+        let (s, _, b) = api.call(
+            "PUT",
+            "/v20190125/meshes/bench/virtualRouter/vr/routes",
+            Some(&body),
+        );
         assert_eq!(s, 200, "{b}");
     });
     println!(
@@ -93,7 +119,14 @@ fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3
     );
     let (t, lat) = parallel(5_000, &control, move |api, i| {
-        let (s, _, _) = api.call("GET", &format!("/v20190125/meshes/bench/virtualNodes/vn-{:05}", (i * 7919) % nodes), None);
+        let (s, _, _) = api.call(
+            "GET",
+            &format!(
+                "/v20190125/meshes/bench/virtualNodes/vn-{:05}",
+                (i * 7919) % nodes
+            ),
+            None,
+        );
         assert_eq!(s, 200);
     });
     println!(
@@ -127,7 +160,11 @@ fn main() {
     );
     let rss = std::fs::read_to_string(format!("/proc/{}/status", control.child.id()))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     println!("control plane {rss}");
 }

@@ -15,7 +15,11 @@ fn setup(api: &Api) {
     };
     ok("PUT", "/v20190125/meshes", r#"{"meshName":"m"}"#.into());
     for vn in ["a", "b"] {
-        ok("PUT", "/v20190125/meshes/m/virtualNodes", format!(r#"{{"virtualNodeName":"{vn}","spec":{NODE}}}"#));
+        ok(
+            "PUT",
+            "/v20190125/meshes/m/virtualNodes",
+            format!(r#"{{"virtualNodeName":"{vn}","spec":{NODE}}}"#),
+        );
     }
     ok("PUT", "/v20190125/meshes/m/virtualRouters", r#"{"virtualRouterName":"vr","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#.into());
     ok(
@@ -72,8 +76,24 @@ struct Case {
     says: &'static str,
 }
 
-fn case(what: &'static str, method: &'static str, path: &str, body: &str, status: u16, kind: &'static str, says: &'static str) -> Case {
-    Case { what, method, path: path.to_owned(), body: (!body.is_empty()).then(|| body.as_bytes().to_vec()), status, kind, says }
+fn case(
+    what: &'static str,
+    method: &'static str,
+    path: &str,
+    body: &str,
+    status: u16,
+    kind: &'static str,
+    says: &'static str,
+) -> Case {
+    Case {
+        what,
+        method,
+        path: path.to_owned(),
+        body: (!body.is_empty()).then(|| body.as_bytes().to_vec()),
+        status,
+        kind,
+        says,
+    }
 }
 
 fn vn_body(spec: &str) -> String {
@@ -94,17 +114,54 @@ fn invalid_requests_get_the_right_error_and_change_nothing() {
     let routes = "/v20190125/meshes/m/virtualRouter/vr/routes";
     let bad = 400;
     let br = "BadRequestException";
-    let big = format!(r#"{{"virtualNodeName":"big","spec":{{"x":"{}"}}}}"#, "a".repeat(10 << 20));
+    let big = format!(
+        r#"{{"virtualNodeName":"big","spec":{{"x":"{}"}}}}"#,
+        "a".repeat(10 << 20)
+    );
     let cases = vec![
-        case("port as a string", "PUT", vns, &vn_body(r#"{"listeners":[{"portMapping":{"port":"80","protocol":"http"}}]}"#), bad, br, "spec.listeners[0].portMapping.port"),
-        case("missing spec", "PUT", vns, r#"{"virtualNodeName":"new"}"#, bad, br, "spec"),
-        case("missing name", "PUT", vns, r#"{"spec":{}}"#, bad, br, "virtualNodeName"),
-        case("port out of range", "PUT", vns, &vn_body(r#"{"listeners":[{"portMapping":{"port":70000,"protocol":"http"}}]}"#), bad, br, "65535"),
+        case(
+            "port as a string",
+            "PUT",
+            vns,
+            &vn_body(r#"{"listeners":[{"portMapping":{"port":"80","protocol":"http"}}]}"#),
+            bad,
+            br,
+            "spec.listeners[0].portMapping.port",
+        ),
+        case(
+            "missing spec",
+            "PUT",
+            vns,
+            r#"{"virtualNodeName":"new"}"#,
+            bad,
+            br,
+            "spec",
+        ),
+        case(
+            "missing name",
+            "PUT",
+            vns,
+            r#"{"spec":{}}"#,
+            bad,
+            br,
+            "virtualNodeName",
+        ),
+        case(
+            "port out of range",
+            "PUT",
+            vns,
+            &vn_body(r#"{"listeners":[{"portMapping":{"port":70000,"protocol":"http"}}]}"#),
+            bad,
+            br,
+            "65535",
+        ),
         case(
             "health check interval below minimum",
             "PUT",
             vns,
-            &vn_body(r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"},"healthCheck":{"protocol":"http","healthyThreshold":2,"unhealthyThreshold":2,"intervalMillis":10,"timeoutMillis":2000}}]}"#),
+            &vn_body(
+                r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"},"healthCheck":{"protocol":"http","healthyThreshold":2,"unhealthyThreshold":2,"intervalMillis":10,"timeoutMillis":2000}}]}"#,
+            ),
             bad,
             br,
             "intervalMillis",
@@ -113,47 +170,181 @@ fn invalid_requests_get_the_right_error_and_change_nothing() {
             "health check timeout below minimum",
             "PUT",
             vns,
-            &vn_body(r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"},"healthCheck":{"protocol":"http","healthyThreshold":2,"unhealthyThreshold":2,"intervalMillis":5000,"timeoutMillis":100}}]}"#),
+            &vn_body(
+                r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"},"healthCheck":{"protocol":"http","healthyThreshold":2,"unhealthyThreshold":2,"intervalMillis":5000,"timeoutMillis":100}}]}"#,
+            ),
             bad,
             br,
             "timeoutMillis",
         ),
-        case("unknown protocol", "PUT", vns, &vn_body(r#"{"listeners":[{"portMapping":{"port":80,"protocol":"udp"}}]}"#), bad, br, "udp"),
-        case("two service discoveries", "PUT", vns, &vn_body(r#"{"serviceDiscovery":{"dns":{"hostname":"a"},"awsCloudMap":{"namespaceName":"n","serviceName":"s"}}}"#), bad, br, "serviceDiscovery"),
-        case("unknown spec field", "PUT", vns, &vn_body(r#"{"listenerz":[]}"#), bad, br, "listenerz"),
-        case("name too long", "PUT", vns, &format!(r#"{{"virtualNodeName":"{}","spec":{{}}}}"#, "n".repeat(256)), bad, br, "virtualNodeName"),
-        case("duplicate name", "PUT", vns, r#"{"virtualNodeName":"a","spec":{}}"#, 409, "ConflictException", "already exists"),
-        case("node in a missing mesh", "PUT", "/v20190125/meshes/nope/virtualNodes", &vn_body("{}"), 404, "NotFoundException", "nope"),
-        case("body not JSON", "PUT", vns, "{not json", bad, br, "not valid JSON"),
-        case("body is an array", "PUT", vns, "[1,2]", bad, br, "JSON object"),
+        case(
+            "unknown protocol",
+            "PUT",
+            vns,
+            &vn_body(r#"{"listeners":[{"portMapping":{"port":80,"protocol":"udp"}}]}"#),
+            bad,
+            br,
+            "udp",
+        ),
+        case(
+            "two service discoveries",
+            "PUT",
+            vns,
+            &vn_body(
+                r#"{"serviceDiscovery":{"dns":{"hostname":"a"},"awsCloudMap":{"namespaceName":"n","serviceName":"s"}}}"#,
+            ),
+            bad,
+            br,
+            "serviceDiscovery",
+        ),
+        case(
+            "unknown spec field",
+            "PUT",
+            vns,
+            &vn_body(r#"{"listenerz":[]}"#),
+            bad,
+            br,
+            "listenerz",
+        ),
+        case(
+            "name too long",
+            "PUT",
+            vns,
+            &format!(r#"{{"virtualNodeName":"{}","spec":{{}}}}"#, "n".repeat(256)),
+            bad,
+            br,
+            "virtualNodeName",
+        ),
+        case(
+            "duplicate name",
+            "PUT",
+            vns,
+            r#"{"virtualNodeName":"a","spec":{}}"#,
+            409,
+            "ConflictException",
+            "already exists",
+        ),
+        case(
+            "node in a missing mesh",
+            "PUT",
+            "/v20190125/meshes/nope/virtualNodes",
+            &vn_body("{}"),
+            404,
+            "NotFoundException",
+            "nope",
+        ),
+        case(
+            "body not JSON",
+            "PUT",
+            vns,
+            "{not json",
+            bad,
+            br,
+            "not valid JSON",
+        ),
+        case(
+            "body is an array",
+            "PUT",
+            vns,
+            "[1,2]",
+            bad,
+            br,
+            "JSON object",
+        ),
         case("10 MB body", "PUT", vns, &big, bad, br, "limit"),
         case(
             "route to a missing node",
             "PUT",
             routes,
-            &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"ghost","weight":1}]}}}"#),
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"ghost","weight":1}]}}}"#,
+            ),
             404,
             "NotFoundException",
             "ghost",
         ),
-        case("weight above 100", "PUT", routes, &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":101}]}}}"#), bad, br, "weight"),
         case(
-            "weights summing above 100",
+            "weight above 100",
             "PUT",
             routes,
-            &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":60},{"virtualNode":"b","weight":60}]}}}"#),
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":101}]}}}"#,
+            ),
             bad,
             br,
             "weight",
         ),
-        case("no weighted targets", "PUT", routes, &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[]}}}"#), bad, br, "weightedTargets"),
-        case("prefix without slash", "PUT", routes, &route_body(r#"{"httpRoute":{"match":{"prefix":"tell"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#), bad, br, "prefix"),
-        case("two route types", "PUT", routes, &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}},"tcpRoute":{"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#), bad, br, "Route"),
+        case(
+            "weights summing above 100",
+            "PUT",
+            routes,
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":60},{"virtualNode":"b","weight":60}]}}}"#,
+            ),
+            bad,
+            br,
+            "weight",
+        ),
+        case(
+            "no weighted targets",
+            "PUT",
+            routes,
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[]}}}"#,
+            ),
+            bad,
+            br,
+            "weightedTargets",
+        ),
+        case(
+            "http2 route on an http router",
+            "PUT",
+            routes,
+            &route_body(
+                r#"{"http2Route":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#,
+            ),
+            bad,
+            br,
+            "virtual router vr has no http2 listener",
+        ),
+        case(
+            "grpc gateway route on an http gateway",
+            "PUT",
+            "/v20190125/meshes/m/virtualGateway/gw/gatewayRoutes",
+            r#"{"gatewayRouteName":"g4","spec":{"grpcRoute":{"match":{"serviceName":"s"},"action":{"target":{"virtualService":{"virtualServiceName":"svc.local"}}}}}}"#,
+            bad,
+            br,
+            "virtual gateway gw has no grpc listener",
+        ),
+        case(
+            "prefix without slash",
+            "PUT",
+            routes,
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"tell"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#,
+            ),
+            bad,
+            br,
+            "prefix",
+        ),
+        case(
+            "two route types",
+            "PUT",
+            routes,
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}},"tcpRoute":{"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#,
+            ),
+            bad,
+            br,
+            "Route",
+        ),
         case(
             "retry policy without events",
             "PUT",
             routes,
-            &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]},"retryPolicy":{"maxRetries":2,"perRetryTimeout":{"value":1,"unit":"s"}}}}"#),
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]},"retryPolicy":{"maxRetries":2,"perRetryTimeout":{"value":1,"unit":"s"}}}}"#,
+            ),
             bad,
             br,
             "retryPolicy",
@@ -162,13 +353,33 @@ fn invalid_requests_get_the_right_error_and_change_nothing() {
             "header match with two methods",
             "PUT",
             routes,
-            &route_body(r#"{"httpRoute":{"match":{"prefix":"/","headers":[{"name":"x","match":{"exact":"a","prefix":"b"}}]},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#),
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/","headers":[{"name":"x","match":{"exact":"a","prefix":"b"}}]},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]}}}"#,
+            ),
             bad,
             br,
             "headers[0].match",
         ),
-        case("duration unit unknown", "PUT", routes, &route_body(r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]},"timeout":{"perRequest":{"value":1,"unit":"h"}}}}"#), bad, br, "unit"),
-        case("service with a missing provider", "PUT", "/v20190125/meshes/m/virtualServices", r#"{"virtualServiceName":"x.local","spec":{"provider":{"virtualNode":{"virtualNodeName":"ghost"}}}}"#, 404, "NotFoundException", "ghost"),
+        case(
+            "duration unit unknown",
+            "PUT",
+            routes,
+            &route_body(
+                r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"a","weight":1}]},"timeout":{"perRequest":{"value":1,"unit":"h"}}}}"#,
+            ),
+            bad,
+            br,
+            "unit",
+        ),
+        case(
+            "service with a missing provider",
+            "PUT",
+            "/v20190125/meshes/m/virtualServices",
+            r#"{"virtualServiceName":"x.local","spec":{"provider":{"virtualNode":{"virtualNodeName":"ghost"}}}}"#,
+            404,
+            "NotFoundException",
+            "ghost",
+        ),
         case(
             "gateway route to a missing service",
             "PUT",
@@ -187,26 +398,132 @@ fn invalid_requests_get_the_right_error_and_change_nothing() {
             br,
             "aws-appmesh",
         ),
-        case("gateway without listeners", "PUT", "/v20190125/meshes/m/virtualGateways", r#"{"virtualGatewayName":"g","spec":{}}"#, bad, br, "listeners"),
-        case("delete a node a route uses", "DELETE", "/v20190125/meshes/m/virtualNodes/a", "", 409, "ResourceInUseException", "mesh/m/virtualRouter/vr/route/r"),
-        case("delete a router with routes", "DELETE", "/v20190125/meshes/m/virtualRouters/vr", "", 409, "ResourceInUseException", "route/r"),
-        case("delete a service a gateway route uses", "DELETE", "/v20190125/meshes/m/virtualServices/svc.local", "", 409, "ResourceInUseException", "gatewayRoute/gr"),
-        case("delete a mesh with resources", "DELETE", "/v20190125/meshes/m", "", 409, "ResourceInUseException", "mesh/m/"),
-        case("describe a missing node", "GET", "/v20190125/meshes/m/virtualNodes/ghost", "", 404, "NotFoundException", "ghost"),
-        case("limit zero", "GET", "/v20190125/meshes/m/virtualNodes?limit=0", "", bad, br, "limit"),
-        case("limit not a number", "GET", "/v20190125/meshes/m/virtualNodes?limit=ten", "", bad, br, "limit"),
-        case("forged next token", "GET", "/v20190125/meshes/m/virtualNodes?nextToken=forged", "", bad, br, "nextToken"),
-        case("another account as mesh owner", "GET", "/v20190125/meshes/m/virtualNodes?meshOwner=000000000001", "", 403, "ForbiddenException", "meshOwner"),
-        case("unknown operation", "GET", "/v20190125/teapots", "", 404, "UnknownOperationException", "teapots"),
-        case("too many tags", "PUT", vns, &format!(r#"{{"virtualNodeName":"t","spec":{{}},"tags":[{}]}}"#, (0..51).map(|i| format!(r#"{{"key":"k{i}","value":"v"}}"#)).collect::<Vec<_>>().join(",")), bad, br, "tags"),
+        case(
+            "gateway without listeners",
+            "PUT",
+            "/v20190125/meshes/m/virtualGateways",
+            r#"{"virtualGatewayName":"g","spec":{}}"#,
+            bad,
+            br,
+            "listeners",
+        ),
+        case(
+            "delete a node a route uses",
+            "DELETE",
+            "/v20190125/meshes/m/virtualNodes/a",
+            "",
+            409,
+            "ResourceInUseException",
+            "mesh/m/virtualRouter/vr/route/r",
+        ),
+        case(
+            "delete a router with routes",
+            "DELETE",
+            "/v20190125/meshes/m/virtualRouters/vr",
+            "",
+            409,
+            "ResourceInUseException",
+            "route/r",
+        ),
+        case(
+            "delete a service a gateway route uses",
+            "DELETE",
+            "/v20190125/meshes/m/virtualServices/svc.local",
+            "",
+            409,
+            "ResourceInUseException",
+            "gatewayRoute/gr",
+        ),
+        case(
+            "delete a mesh with resources",
+            "DELETE",
+            "/v20190125/meshes/m",
+            "",
+            409,
+            "ResourceInUseException",
+            "mesh/m/",
+        ),
+        case(
+            "describe a missing node",
+            "GET",
+            "/v20190125/meshes/m/virtualNodes/ghost",
+            "",
+            404,
+            "NotFoundException",
+            "ghost",
+        ),
+        case(
+            "limit zero",
+            "GET",
+            "/v20190125/meshes/m/virtualNodes?limit=0",
+            "",
+            bad,
+            br,
+            "limit",
+        ),
+        case(
+            "limit not a number",
+            "GET",
+            "/v20190125/meshes/m/virtualNodes?limit=ten",
+            "",
+            bad,
+            br,
+            "limit",
+        ),
+        case(
+            "forged next token",
+            "GET",
+            "/v20190125/meshes/m/virtualNodes?nextToken=forged",
+            "",
+            bad,
+            br,
+            "nextToken",
+        ),
+        case(
+            "another account as mesh owner",
+            "GET",
+            "/v20190125/meshes/m/virtualNodes?meshOwner=000000000001",
+            "",
+            403,
+            "ForbiddenException",
+            "meshOwner",
+        ),
+        case(
+            "unknown operation",
+            "GET",
+            "/v20190125/teapots",
+            "",
+            404,
+            "UnknownOperationException",
+            "teapots",
+        ),
+        case(
+            "too many tags",
+            "PUT",
+            vns,
+            &format!(
+                r#"{{"virtualNodeName":"t","spec":{{}},"tags":[{}]}}"#,
+                (0..51)
+                    .map(|i| format!(r#"{{"key":"k{i}","value":"v"}}"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            bad,
+            br,
+            "tags",
+        ),
     ];
     assert!(cases.len() >= 30);
     let mut failures = Vec::new();
     for c in &cases {
-        let (status, kind, body) = api.call_with(c.method, &c.path, c.body.clone(), &api_secret(&control));
+        let (status, kind, body) =
+            api.call_with(c.method, &c.path, c.body.clone(), &api_secret(&control));
         let message = body["message"].as_str().unwrap_or_default().to_owned();
         if status != c.status || kind.as_deref() != Some(c.kind) || !message.contains(c.says) {
-            failures.push(format!("{}: got {status} {kind:?} {message:?}, want {} {} containing {:?}", c.what, c.status, c.kind, c.says));
+            failures.push(format!(
+                "{}: got {status} {kind:?} {message:?}, want {} {} containing {:?}",
+                c.what, c.status, c.kind, c.says
+            ));
         }
     }
     // Authentication failures.
@@ -215,25 +532,44 @@ fn invalid_requests_get_the_right_error_and_change_nothing() {
         failures.push(format!("bad signature: got {s} {k:?}"));
     }
     let raw = reqwest::blocking::get(format!("{}/v20190125/meshes", control.endpoint())).unwrap();
-    let (s, k) = (raw.status().as_u16(), raw.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_owned()));
+    let (s, k) = (
+        raw.status().as_u16(),
+        raw.headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_owned()),
+    );
     if (s, k.as_deref()) != (403, Some("MissingAuthenticationTokenException")) {
         failures.push(format!("unsigned request: got {s} {k:?}"));
     }
     // A client token reused with a different request.
-    let with_token = |spec: &str| format!(r#"{{"virtualNodeName":"tok","clientToken":"t-1","spec":{spec}}}"#);
+    let with_token =
+        |spec: &str| format!(r#"{{"virtualNodeName":"tok","clientToken":"t-1","spec":{spec}}}"#);
     assert_eq!(api.call("PUT", vns, Some(&with_token("{}"))).0, 200);
     let (s, k, _) = api.call("PUT", vns, Some(&with_token(NODE)));
     if (s, k.as_deref()) != (409, Some("ConflictException")) {
         failures.push(format!("client token reuse: got {s} {k:?}"));
     }
-    assert_eq!(api.call("DELETE", "/v20190125/meshes/m/virtualNodes/tok", None).0, 200);
+    assert_eq!(
+        api.call("DELETE", "/v20190125/meshes/m/virtualNodes/tok", None)
+            .0,
+        200
+    );
 
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len() + 3, failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len() + 3,
+        failures.join("\n")
+    );
     assert_eq!(dump(&api), before, "a refused request changed the store");
     let _ = json!({});
 }
 
 fn api_secret(control: &Control) -> String {
     let text = std::fs::read_to_string(control.credentials()).unwrap();
-    text.lines().find_map(|l| l.strip_prefix("aws_secret_access_key = ")).unwrap().to_owned()
+    text.lines()
+        .find_map(|l| l.strip_prefix("aws_secret_access_key = "))
+        .unwrap()
+        .to_owned()
 }

@@ -20,10 +20,16 @@ struct Cli {
 
 impl Cli {
     fn aws() -> Cli {
-        Cli { program: aws_cli(), prefix: vec!["appmesh".into()] }
+        Cli {
+            program: aws_cli(),
+            prefix: vec!["appmesh".into()],
+        }
     }
     fn ctl() -> Cli {
-        Cli { program: PathBuf::from(BIN), prefix: vec!["ctl".into()] }
+        Cli {
+            program: PathBuf::from(BIN),
+            prefix: vec!["ctl".into()],
+        }
     }
     fn call(&self, control: &Control, args: &[&str]) -> Out {
         let mut all: Vec<String> = self.prefix.clone();
@@ -37,7 +43,14 @@ impl Cli {
 /// Runs one step; it must succeed. Returns its output with ids and times masked.
 fn step(cli: &Cli, control: &Control, log: &mut Vec<String>, args: &[&str]) -> String {
     let out = cli.call(control, args);
-    assert_eq!(out.code, 0, "{} {:?} failed:\n{}", cli.program.display(), args, out.stderr);
+    assert_eq!(
+        out.code,
+        0,
+        "{} {:?} failed:\n{}",
+        cli.program.display(),
+        args,
+        out.stderr
+    );
     let masked = mask(&out.stdout);
     log.push(format!("$ {}\n{masked}", args[0]));
     out.stdout
@@ -45,7 +58,8 @@ fn step(cli: &Cli, control: &Control, log: &mut Vec<String>, args: &[&str]) -> S
 
 /// Masks what differs between two runs: uids, timestamps, account ids.
 fn mask(text: &str) -> String {
-    let uid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    let uid =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
     let account = regex::Regex::new(r"\b[1-9][0-9]{11}\b").unwrap();
     let ts = regex::Regex::new(r#""(createdAt|lastUpdatedAt)": [^,\n]+"#).unwrap();
     let text = uid.replace_all(text, "<uid>");
@@ -88,30 +102,99 @@ fn up(cli: &Cli, c: &Control, log: &mut Vec<String>, cert: &str) {
     };
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let node = |color: &str| {
-        render(&format!("colorteller-{color}-vn.json"), &[("DNS_HOSTNAME", &format!("colorteller-{color}.{DOMAIN}"))])
+        render(
+            &format!("colorteller-{color}-vn.json"),
+            &[("DNS_HOSTNAME", &format!("colorteller-{color}.{DOMAIN}"))],
+        )
     };
-    run(s(&["create-mesh", "--mesh-name", MESH, "--cli-input-json", &fixture("mesh.json")]), "mesh");
-    for (vr, nodes, n) in [("colorteller-vr-1", ["white", "blue"], 1), ("colorteller-vr-2", ["black", "red"], 2)] {
+    run(
+        s(&[
+            "create-mesh",
+            "--mesh-name",
+            MESH,
+            "--cli-input-json",
+            &fixture("mesh.json"),
+        ]),
+        "mesh",
+    );
+    for (vr, nodes, n) in [
+        ("colorteller-vr-1", ["white", "blue"], 1),
+        ("colorteller-vr-2", ["black", "red"], 2),
+    ] {
         for color in nodes {
             let name = format!("colorteller-{color}-vn");
-            run(s(&["create-virtual-node", "--mesh-name", MESH, "--virtual-node-name", &name, "--cli-input-json", &node(color)]), "virtualNode");
+            run(
+                s(&[
+                    "create-virtual-node",
+                    "--mesh-name",
+                    MESH,
+                    "--virtual-node-name",
+                    &name,
+                    "--cli-input-json",
+                    &node(color),
+                ]),
+                "virtualNode",
+            );
         }
-        run(s(&["create-virtual-router", "--mesh-name", MESH, "--virtual-router-name", vr, "--cli-input-json", &fixture(&format!("{vr}.json"))]), "virtualRouter");
+        run(
+            s(&[
+                "create-virtual-router",
+                "--mesh-name",
+                MESH,
+                "--virtual-router-name",
+                vr,
+                "--cli-input-json",
+                &fixture(&format!("{vr}.json")),
+            ]),
+            "virtualRouter",
+        );
         let route = format!("colorteller-route-{n}");
         run(
-            s(&["create-route", "--mesh-name", MESH, "--virtual-router-name", vr, "--route-name", &route, "--cli-input-json", &fixture(&format!("{route}.json"))]),
+            s(&[
+                "create-route",
+                "--mesh-name",
+                MESH,
+                "--virtual-router-name",
+                vr,
+                "--route-name",
+                &route,
+                "--cli-input-json",
+                &fixture(&format!("{route}.json")),
+            ]),
             "route",
         );
         let vs = format!("colorteller-{n}.{DOMAIN}");
         run(
-            s(&["create-virtual-service", "--mesh-name", MESH, "--virtual-service-name", &vs, "--cli-input-json", &fixture(&format!("colorteller-vs-{n}.json"))]),
+            s(&[
+                "create-virtual-service",
+                "--mesh-name",
+                MESH,
+                "--virtual-service-name",
+                &vs,
+                "--cli-input-json",
+                &fixture(&format!("colorteller-vs-{n}.json")),
+            ]),
             "virtualService",
         );
     }
     let vg = render("colorgateway-vg.json", &[("CERTIFICATE_ARN", cert)]);
-    run(s(&["create-virtual-gateway", "--mesh-name", MESH, "--virtual-gateway-name", "colorgateway-vg", "--cli-input-json", &vg]), "virtualGateway");
+    run(
+        s(&[
+            "create-virtual-gateway",
+            "--mesh-name",
+            MESH,
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+            "--cli-input-json",
+            &vg,
+        ]),
+        "virtualGateway",
+    );
     for n in 1..=2 {
-        let gr = render(&format!("colorgateway-route-{n}.json"), &[("VIRTUALSERVICE_NAME", &format!("colorteller-{n}.{DOMAIN}"))]);
+        let gr = render(
+            &format!("colorgateway-route-{n}.json"),
+            &[("VIRTUALSERVICE_NAME", &format!("colorteller-{n}.{DOMAIN}"))],
+        );
         run(
             s(&[
                 "create-gateway-route",
@@ -135,19 +218,71 @@ fn down(cli: &Cli, c: &Control, log: &mut Vec<String>) {
     let vs1 = format!("colorteller-1.{DOMAIN}");
     let vs2 = format!("colorteller-2.{DOMAIN}");
     let calls: Vec<Vec<&str>> = vec![
-        vec!["delete-gateway-route", "--virtual-gateway-name", "colorgateway-vg", "--gateway-route-name", "colorgateway-route-1"],
-        vec!["delete-gateway-route", "--virtual-gateway-name", "colorgateway-vg", "--gateway-route-name", "colorgateway-route-2"],
-        vec!["delete-virtual-gateway", "--virtual-gateway-name", "colorgateway-vg"],
+        vec![
+            "delete-gateway-route",
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+            "--gateway-route-name",
+            "colorgateway-route-1",
+        ],
+        vec![
+            "delete-gateway-route",
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+            "--gateway-route-name",
+            "colorgateway-route-2",
+        ],
+        vec![
+            "delete-virtual-gateway",
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+        ],
         vec!["delete-virtual-service", "--virtual-service-name", &vs1],
-        vec!["delete-route", "--virtual-router-name", "colorteller-vr-1", "--route-name", "colorteller-route-1"],
-        vec!["delete-virtual-router", "--virtual-router-name", "colorteller-vr-1"],
-        vec!["delete-virtual-node", "--virtual-node-name", "colorteller-white-vn"],
-        vec!["delete-virtual-node", "--virtual-node-name", "colorteller-blue-vn"],
+        vec![
+            "delete-route",
+            "--virtual-router-name",
+            "colorteller-vr-1",
+            "--route-name",
+            "colorteller-route-1",
+        ],
+        vec![
+            "delete-virtual-router",
+            "--virtual-router-name",
+            "colorteller-vr-1",
+        ],
+        vec![
+            "delete-virtual-node",
+            "--virtual-node-name",
+            "colorteller-white-vn",
+        ],
+        vec![
+            "delete-virtual-node",
+            "--virtual-node-name",
+            "colorteller-blue-vn",
+        ],
         vec!["delete-virtual-service", "--virtual-service-name", &vs2],
-        vec!["delete-route", "--virtual-router-name", "colorteller-vr-2", "--route-name", "colorteller-route-2"],
-        vec!["delete-virtual-router", "--virtual-router-name", "colorteller-vr-2"],
-        vec!["delete-virtual-node", "--virtual-node-name", "colorteller-black-vn"],
-        vec!["delete-virtual-node", "--virtual-node-name", "colorteller-red-vn"],
+        vec![
+            "delete-route",
+            "--virtual-router-name",
+            "colorteller-vr-2",
+            "--route-name",
+            "colorteller-route-2",
+        ],
+        vec![
+            "delete-virtual-router",
+            "--virtual-router-name",
+            "colorteller-vr-2",
+        ],
+        vec![
+            "delete-virtual-node",
+            "--virtual-node-name",
+            "colorteller-black-vn",
+        ],
+        vec![
+            "delete-virtual-node",
+            "--virtual-node-name",
+            "colorteller-red-vn",
+        ],
     ];
     for mut call in calls {
         call.extend(m);
@@ -162,43 +297,185 @@ fn down(cli: &Cli, c: &Control, log: &mut Vec<String>) {
 fn inspect_and_update(cli: &Cli, c: &Control, log: &mut Vec<String>) {
     let m = ["--mesh-name", MESH];
     let desc = |log: &mut Vec<String>| -> Value {
-        let args = ["describe-route", "--virtual-router-name", "colorteller-vr-1", "--route-name", "colorteller-route-1", m[0], m[1]];
+        let args = [
+            "describe-route",
+            "--virtual-router-name",
+            "colorteller-vr-1",
+            "--route-name",
+            "colorteller-route-1",
+            m[0],
+            m[1],
+        ];
         serde_json::from_str(&step(cli, c, log, &args)).unwrap()
     };
     let before = desc(log);
     assert_eq!(before["route"]["metadata"]["version"], 1);
     std::thread::sleep(std::time::Duration::from_millis(20));
     let spec = r#"{"httpRoute":{"match":{"prefix":"/tell"},"action":{"weightedTargets":[{"virtualNode":"colorteller-white-vn","weight":100},{"virtualNode":"colorteller-blue-vn","weight":0}]}}}"#;
-    let args = ["update-route", "--virtual-router-name", "colorteller-vr-1", "--route-name", "colorteller-route-1", "--spec", spec, m[0], m[1]];
+    let args = [
+        "update-route",
+        "--virtual-router-name",
+        "colorteller-vr-1",
+        "--route-name",
+        "colorteller-route-1",
+        "--spec",
+        spec,
+        m[0],
+        m[1],
+    ];
     step(cli, c, log, &args);
     let after = desc(log);
     assert_eq!(after["route"]["metadata"]["version"], 2);
-    let (t0, t1) = (&before["route"]["metadata"]["lastUpdatedAt"], &after["route"]["metadata"]["lastUpdatedAt"]);
+    let (t0, t1) = (
+        &before["route"]["metadata"]["lastUpdatedAt"],
+        &after["route"]["metadata"]["lastUpdatedAt"],
+    );
     assert_ne!(t0, t1, "lastUpdatedAt must move on update");
-    assert_eq!(before["route"]["metadata"]["createdAt"], after["route"]["metadata"]["createdAt"]);
-    assert_eq!(after["route"]["spec"]["httpRoute"]["action"]["weightedTargets"][0]["weight"], 100);
+    assert_eq!(
+        before["route"]["metadata"]["createdAt"],
+        after["route"]["metadata"]["createdAt"]
+    );
+    assert_eq!(
+        after["route"]["spec"]["httpRoute"]["action"]["weightedTargets"][0]["weight"],
+        100
+    );
 
-    let nodes: Value = serde_json::from_str(&step(cli, c, log, &["list-virtual-nodes", m[0], m[1]])).unwrap();
-    let names: Vec<&str> = nodes["virtualNodes"].as_array().unwrap().iter().map(|n| n["virtualNodeName"].as_str().unwrap()).collect();
-    assert_eq!(names, ["colorteller-black-vn", "colorteller-blue-vn", "colorteller-red-vn", "colorteller-white-vn"]);
+    let nodes: Value =
+        serde_json::from_str(&step(cli, c, log, &["list-virtual-nodes", m[0], m[1]])).unwrap();
+    let names: Vec<&str> = nodes["virtualNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["virtualNodeName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "colorteller-black-vn",
+            "colorteller-blue-vn",
+            "colorteller-red-vn",
+            "colorteller-white-vn"
+        ]
+    );
     // One item per page: the CLI follows nextToken and must still see all four.
-    let paged: Value = serde_json::from_str(&step(cli, c, log, &["list-virtual-nodes", m[0], m[1], "--page-size", "1"])).unwrap();
+    let paged: Value = serde_json::from_str(&step(
+        cli,
+        c,
+        log,
+        &["list-virtual-nodes", m[0], m[1], "--page-size", "1"],
+    ))
+    .unwrap();
     assert_eq!(paged["virtualNodes"].as_array().unwrap().len(), 4);
-    for op in ["list-virtual-routers", "list-virtual-services", "list-virtual-gateways"] {
+    for op in [
+        "list-virtual-routers",
+        "list-virtual-services",
+        "list-virtual-gateways",
+    ] {
         step(cli, c, log, &[op, m[0], m[1]]);
     }
-    step(cli, c, log, &["list-routes", m[0], m[1], "--virtual-router-name", "colorteller-vr-2"]);
-    step(cli, c, log, &["list-gateway-routes", m[0], m[1], "--virtual-gateway-name", "colorgateway-vg"]);
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "list-routes",
+            m[0],
+            m[1],
+            "--virtual-router-name",
+            "colorteller-vr-2",
+        ],
+    );
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "list-gateway-routes",
+            m[0],
+            m[1],
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+        ],
+    );
     let vs = format!("colorteller-1.{DOMAIN}");
-    step(cli, c, log, &["describe-virtual-service", m[0], m[1], "--virtual-service-name", &vs]);
-    step(cli, c, log, &["describe-virtual-gateway", m[0], m[1], "--virtual-gateway-name", "colorgateway-vg"]);
-    step(cli, c, log, &["describe-gateway-route", m[0], m[1], "--virtual-gateway-name", "colorgateway-vg", "--gateway-route-name", "colorgateway-route-1"]);
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "describe-virtual-service",
+            m[0],
+            m[1],
+            "--virtual-service-name",
+            &vs,
+        ],
+    );
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "describe-virtual-gateway",
+            m[0],
+            m[1],
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+        ],
+    );
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "describe-gateway-route",
+            m[0],
+            m[1],
+            "--virtual-gateway-name",
+            "colorgateway-vg",
+            "--gateway-route-name",
+            "colorgateway-route-1",
+        ],
+    );
     step(cli, c, log, &["describe-mesh", m[0], m[1]]);
-    let arn = after["route"]["metadata"]["arn"].as_str().unwrap().to_owned();
-    step(cli, c, log, &["tag-resource", "--resource-arn", &arn, "--tags", r#"[{"key":"team","value":"colors"}]"#]);
-    let tags: Value = serde_json::from_str(&step(cli, c, log, &["list-tags-for-resource", "--resource-arn", &arn])).unwrap();
-    assert_eq!(tags["tags"], serde_json::json!([{"key": "team", "value": "colors"}]));
-    step(cli, c, log, &["untag-resource", "--resource-arn", &arn, "--tag-keys", "team"]);
+    let arn = after["route"]["metadata"]["arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "tag-resource",
+            "--resource-arn",
+            &arn,
+            "--tags",
+            r#"[{"key":"team","value":"colors"}]"#,
+        ],
+    );
+    let tags: Value = serde_json::from_str(&step(
+        cli,
+        c,
+        log,
+        &["list-tags-for-resource", "--resource-arn", &arn],
+    ))
+    .unwrap();
+    assert_eq!(
+        tags["tags"],
+        serde_json::json!([{"key": "team", "value": "colors"}])
+    );
+    step(
+        cli,
+        c,
+        log,
+        &[
+            "untag-resource",
+            "--resource-arn",
+            &arn,
+            "--tag-keys",
+            "team",
+        ],
+    );
 }
 
 fn whole_sequence(cli: &Cli) -> Vec<String> {
@@ -208,7 +485,8 @@ fn whole_sequence(cli: &Cli) -> Vec<String> {
     up(cli, &control, &mut log, &cert);
     inspect_and_update(cli, &control, &mut log);
     down(cli, &control, &mut log);
-    let meshes: Value = serde_json::from_str(&step(cli, &control, &mut log, &["list-meshes"])).unwrap();
+    let meshes: Value =
+        serde_json::from_str(&step(cli, &control, &mut log, &["list-meshes"])).unwrap();
     assert_eq!(meshes["meshes"], serde_json::json!([]));
     log
 }

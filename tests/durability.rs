@@ -47,7 +47,10 @@ fn every_acknowledged_write_survives_sigkill() {
         w.join().ok();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(before_kill > 10, "only {before_kill} writes before the kill: the test did not exercise anything");
+    assert!(
+        before_kill > 10,
+        "only {before_kill} writes before the kill: the test did not exercise anything"
+    );
 
     let control = Control::start_in(&dir);
     let api = Api::new(&control);
@@ -69,6 +72,15 @@ fn every_acknowledged_write_survives_sigkill() {
         }
     }
     let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
-    assert!(lost.is_empty(), "{} acknowledged writes lost after SIGKILL: {:?}", lost.len(), &lost[..lost.len().min(10)]);
-    eprintln!("{} acknowledged writes, {} stored after restart, 0 lost", acked.len(), stored.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost after SIGKILL: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    eprintln!(
+        "{} acknowledged writes, {} stored after restart, 0 lost",
+        acked.len(),
+        stored.len()
+    );
 }

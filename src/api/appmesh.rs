@@ -9,8 +9,10 @@ use sha2::{Digest, Sha256};
 
 use super::request::Signed;
 use super::AppState;
-use crate::model::{validate_body, ApiError, ResourceId, ResourceKind, ResourceName, Spec};
-use crate::store::{ClientToken, ListScope, Record, Tag, Write};
+use crate::model::{
+    consistency, validate_body, ApiError, ResourceId, ResourceKind, ResourceName, Spec,
+};
+use crate::store::{ClientToken, ListScope, Lookup, Record, Tag, Write};
 
 /// Default and largest page of a List call (App Mesh's `limit` is 1..100).
 const DEFAULT_PAGE: usize = 100;
@@ -157,6 +159,47 @@ fn parse_spec(kind: ResourceKind, body: &Value) -> Result<Spec, ApiError> {
     Spec::parse(kind, body.get("spec").filter(|v| !v.is_null()))
 }
 
+/// The rules that relate a route to its router and targets, or a gateway route to its
+/// gateway; run inside the write transaction so they see what the write will commit against.
+fn check_related(lookup: &Lookup, id: &ResourceId, spec: &Spec) -> Result<(), ApiError> {
+    let stored = |kind: ResourceKind, name: &ResourceName| -> Result<Option<Spec>, ApiError> {
+        let rid = ResourceId::top(kind, id.mesh.clone(), name.clone());
+        match lookup.spec(&rid)? {
+            Some(v) => Spec::parse(kind, Some(&v)).map(Some).map_err(|e| {
+                ApiError::internal(anyhow::anyhow!("stored {rid} no longer parses: {e}"))
+            }),
+            None => Ok(None),
+        }
+    };
+    match (spec, &id.parent) {
+        (Spec::Route(route), Some(router_name)) => {
+            let Some(Spec::VirtualRouter(router)) =
+                stored(ResourceKind::VirtualRouter, router_name)?
+            else {
+                return Ok(()); // the store reports the missing parent
+            };
+            let mut targets = Vec::new();
+            for t in route.weighted_targets() {
+                if let Some(Spec::VirtualNode(node)) =
+                    stored(ResourceKind::VirtualNode, &t.virtual_node)?
+                {
+                    targets.push((t.virtual_node.clone(), node));
+                }
+            }
+            consistency::check_route(route, router_name, &router, &targets)
+        }
+        (Spec::GatewayRoute(route), Some(gateway_name)) => {
+            match stored(ResourceKind::VirtualGateway, gateway_name)? {
+                Some(Spec::VirtualGateway(gateway)) => {
+                    consistency::check_gateway_route(route, gateway_name, &gateway)
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn create(State(state): State<AppState>, req: Signed, kind: ResourceKind) -> ApiResult {
     let operation = op("Create", kind);
     let body = req.json()?;
@@ -179,7 +222,11 @@ async fn create(State(state): State<AppState>, req: Signed, kind: ResourceKind) 
         client_token: client_token(&req, &body),
     };
     let store = state.store.clone();
-    let record = blocking(move || store.create(&id, write)).await?;
+    let check_id = id.clone();
+    let record = blocking(move || {
+        store.create(&id, write, |lookup| check_related(lookup, &check_id, &spec))
+    })
+    .await?;
     tracing::info!(resource = %record.id, "created");
     Ok(Json(record.to_data()))
 }
@@ -198,7 +245,11 @@ async fn update(State(state): State<AppState>, req: Signed, kind: ResourceKind) 
         client_token: client_token(&req, &body),
     };
     let store = state.store.clone();
-    let record = blocking(move || store.update(&id, write)).await?;
+    let check_id = id.clone();
+    let record = blocking(move || {
+        store.update(&id, write, |lookup| check_related(lookup, &check_id, &spec))
+    })
+    .await?;
     tracing::info!(resource = %record.id, version = record.row.version, "updated");
     Ok(Json(record.to_data()))
 }

@@ -41,7 +41,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Gives each request an id (returned as `x-amzn-RequestId`, as AWS does) and a span that
 /// carries it, the method, the path and, once the signature checks out, the caller's key id.
-async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn request_span(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use tracing::Instrument;
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!(

@@ -2,6 +2,7 @@
 //! service model they are validated against, and the API error type. Knows nothing of
 //! storage, HTTP or proxies.
 
+pub mod consistency;
 mod error;
 mod kind;
 mod rules;

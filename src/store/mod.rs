@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use record::{Record, Row, Status, Tag};
+
 use tables::*;
 
 use crate::model::{ApiError, ResourceId, ResourceKind, ResourceName};
@@ -168,7 +169,14 @@ impl Store {
         self.inner.changes.subscribe()
     }
 
-    pub fn create(&self, id: &ResourceId, write: Write) -> Result<Record, ApiError> {
+    /// Creates a resource. `check` runs inside the write transaction with a view of the
+    /// store, for rules that relate this resource to others.
+    pub fn create(
+        &self,
+        id: &ResourceId,
+        write: Write,
+        check: impl FnOnce(&Lookup) -> Result<(), ApiError>,
+    ) -> Result<Record, ApiError> {
         let txn = self.inner.db.begin_write().map_err(storage)?;
         if let Some(replayed) = self.replay(&txn, "create", id, write.client_token.as_ref())? {
             return Ok(replayed);
@@ -196,6 +204,7 @@ impl Store {
             )));
         }
         self.check_references(&txn, id, &write.references)?;
+        check(&Lookup { txn: &txn })?;
         let now = now_secs();
         let row = Row {
             uid: uuid::Uuid::new_v4().to_string(),
@@ -218,13 +227,20 @@ impl Store {
         Ok(self.record(id.clone(), row, Status::Active))
     }
 
-    pub fn update(&self, id: &ResourceId, write: Write) -> Result<Record, ApiError> {
+    /// Replaces a resource's spec; `check` as for `create`.
+    pub fn update(
+        &self,
+        id: &ResourceId,
+        write: Write,
+        check: impl FnOnce(&Lookup) -> Result<(), ApiError>,
+    ) -> Result<Record, ApiError> {
         let txn = self.inner.db.begin_write().map_err(storage)?;
         if let Some(replayed) = self.replay(&txn, "update", id, write.client_token.as_ref())? {
             return Ok(replayed);
         }
         let mut row = read_row(&txn, id)?.ok_or_else(|| not_found(id))?;
         self.check_references(&txn, id, &write.references)?;
+        check(&Lookup { txn: &txn })?;
         remove_references(&txn, id, &row.references)?;
         add_references(&txn, id, &write.references)?;
         row.version += 1;
@@ -581,6 +597,18 @@ impl Store {
         write_row(&txn, id, &row)?;
         let version = bump_store_version(&txn)?;
         self.commit(txn, version)
+    }
+}
+
+/// A read view of the store inside a write transaction.
+pub struct Lookup<'a> {
+    txn: &'a WriteTransaction,
+}
+
+impl Lookup<'_> {
+    /// The stored spec of a resource, if it exists.
+    pub fn spec(&self, id: &ResourceId) -> Result<Option<Value>, ApiError> {
+        Ok(read_row(self.txn, id)?.map(|row| row.spec))
     }
 }
 

@@ -2,6 +2,10 @@ use serde_json::json;
 
 use super::*;
 
+fn ok(_: &Lookup) -> Result<(), ApiError> {
+    Ok(())
+}
+
 fn n(s: &str) -> ResourceName {
     ResourceName::parse("t", s).unwrap()
 }
@@ -23,7 +27,7 @@ fn write(spec: serde_json::Value, refs: Vec<(ResourceKind, ResourceName)>) -> Wr
 
 fn mesh(store: &Store, name: &str) -> ResourceId {
     let id = ResourceId::mesh(n(name));
-    store.create(&id, write(json!({}), vec![])).unwrap();
+    store.create(&id, write(json!({}), vec![]), ok).unwrap();
     id
 }
 
@@ -33,7 +37,7 @@ fn create_then_describe_returns_version_one_and_arn() {
     mesh(&store, "m");
     let vn = ResourceId::top(ResourceKind::VirtualNode, n("m"), n("vn"));
     let rec = store
-        .create(&vn, write(json!({"listeners": []}), vec![]))
+        .create(&vn, write(json!({"listeners": []}), vec![]), ok)
         .unwrap();
     assert_eq!(rec.row.version, 1);
     assert_eq!(
@@ -52,7 +56,7 @@ fn duplicate_name_is_a_conflict_and_changes_nothing() {
     mesh(&store, "m");
     let before = store.version();
     let err = store
-        .create(&ResourceId::mesh(n("m")), write(json!({}), vec![]))
+        .create(&ResourceId::mesh(n("m")), write(json!({}), vec![]), ok)
         .unwrap_err();
     assert!(matches!(err, ApiError::Conflict(_)), "{err:?}");
     assert_eq!(store.version(), before);
@@ -67,6 +71,7 @@ fn dangling_reference_is_refused_and_writes_nothing() {
         .create(
             &vs,
             write(json!({}), vec![(ResourceKind::VirtualNode, n("missing"))]),
+            ok,
         )
         .unwrap_err();
     assert!(err.to_string().contains("VirtualNode missing"), "{err}");
@@ -78,12 +83,13 @@ fn referenced_node_cannot_be_deleted_until_the_referrer_goes() {
     let (_d, store) = open();
     mesh(&store, "m");
     let vn = ResourceId::top(ResourceKind::VirtualNode, n("m"), n("vn"));
-    store.create(&vn, write(json!({}), vec![])).unwrap();
+    store.create(&vn, write(json!({}), vec![]), ok).unwrap();
     let vs = ResourceId::top(ResourceKind::VirtualService, n("m"), n("svc"));
     store
         .create(
             &vs,
             write(json!({}), vec![(ResourceKind::VirtualNode, n("vn"))]),
+            ok,
         )
         .unwrap();
     let err = store.delete(&vn).unwrap_err();
@@ -93,7 +99,7 @@ fn referenced_node_cannot_be_deleted_until_the_referrer_goes() {
         "{err}"
     );
     // Updating the service away from the node frees it.
-    store.update(&vs, write(json!({}), vec![])).unwrap();
+    store.update(&vs, write(json!({}), vec![]), ok).unwrap();
     let deleted = store.delete(&vn).unwrap();
     assert_eq!((deleted.row.version, deleted.status), (2, Status::Deleted));
 }
@@ -103,9 +109,9 @@ fn mesh_with_children_cannot_be_deleted() {
     let (_d, store) = open();
     let m = mesh(&store, "m");
     let vr = ResourceId::top(ResourceKind::VirtualRouter, n("m"), n("vr"));
-    store.create(&vr, write(json!({}), vec![])).unwrap();
+    store.create(&vr, write(json!({}), vec![]), ok).unwrap();
     let route = ResourceId::nested(ResourceKind::Route, n("m"), n("vr"), n("r"));
-    store.create(&route, write(json!({}), vec![])).unwrap();
+    store.create(&route, write(json!({}), vec![]), ok).unwrap();
     assert!(store
         .delete(&vr)
         .unwrap_err()
@@ -125,12 +131,13 @@ fn list_pages_in_name_order_and_stays_within_its_scope() {
     mesh(&store, "z");
     for i in 0..7 {
         let id = ResourceId::top(ResourceKind::VirtualNode, n("m"), n(&format!("vn{i}")));
-        store.create(&id, write(json!({}), vec![])).unwrap();
+        store.create(&id, write(json!({}), vec![]), ok).unwrap();
     }
     store
         .create(
             &ResourceId::top(ResourceKind::VirtualNode, n("z"), n("other")),
             write(json!({}), vec![]),
+            ok,
         )
         .unwrap();
     let scope = ListScope::Mesh(n("m"), ResourceKind::VirtualNode);
@@ -170,6 +177,7 @@ fn same_client_token_replays_and_different_request_conflicts() {
                 client_token: token("a"),
                 ..write(json!({}), vec![])
             },
+            ok,
         )
         .unwrap();
     let again = store
@@ -179,6 +187,7 @@ fn same_client_token_replays_and_different_request_conflicts() {
                 client_token: token("a"),
                 ..write(json!({}), vec![])
             },
+            ok,
         )
         .unwrap();
     assert_eq!(first.row.uid, again.row.uid);
@@ -189,6 +198,7 @@ fn same_client_token_replays_and_different_request_conflicts() {
                 client_token: token("b"),
                 ..write(json!({}), vec![])
             },
+            ok,
         )
         .unwrap_err();
     assert!(matches!(err, ApiError::Conflict(_)));
@@ -201,7 +211,7 @@ fn change_feed_moves_only_on_committed_writes() {
     let v0 = *rx.borrow();
     mesh(&store, "m");
     assert_eq!(*rx.borrow(), v0 + 1);
-    let _ = store.create(&ResourceId::mesh(n("m")), write(json!({}), vec![]));
+    let _ = store.create(&ResourceId::mesh(n("m")), write(json!({}), vec![]), ok);
     assert_eq!(*rx.borrow(), v0 + 1);
 }
 

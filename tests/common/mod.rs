@@ -41,7 +41,12 @@ impl Control {
             .spawn()
             .expect("spawn appliance control");
         let addr = wait_for_listen(&mut child, "api");
-        Control { child, addr, data_dir: dir.to_path_buf(), _tmp: None }
+        Control {
+            child,
+            addr,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -81,14 +86,19 @@ pub fn wait_for_listen(child: &mut Child, role: &str) -> String {
             }
             if !sent && line.contains(&format!("role=\"{role}\"")) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     tx.send(addr).ok();
                     sent = true;
                 }
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("child did not report `listening on` within 30 s")
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("child did not report `listening on` within 30 s")
 }
 
 /// The AWS CLI to test against: `$APPLIANCE_AWS_CLI`, the repo's `.venv/bin/aws` (made by
@@ -136,20 +146,28 @@ pub fn run_cli(program: &Path, args: &[String], control: &Control) -> Out {
 /// A walkthrough spec template with its jq variables bound, as `jq -n --arg` would: every
 /// `$NAME` becomes a JSON string.
 pub fn render(file: &str, vars: &[(&str, &str)]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/walkthrough").join(file);
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/walkthrough")
+        .join(file);
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     // Longest names first, so $DNS_HOSTNAME is not eaten by a shorter $DNS.
     let mut vars = vars.to_vec();
     vars.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
     for (k, v) in vars {
         text = text.replace(&format!("${k}"), &serde_json::to_string(v).unwrap());
     }
-    assert!(!text.contains('$'), "{file}: unbound jq variable left in {text}");
+    assert!(
+        !text.contains('$'),
+        "{file}: unbound jq variable left in {text}"
+    );
     text
 }
 
 pub fn fixture_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/walkthrough").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/walkthrough")
+        .join(file)
 }
 
 /// A SigV4-signing HTTP client for the API, for tests that need many fast calls.
@@ -165,11 +183,18 @@ impl Api {
         let text = std::fs::read_to_string(control.credentials()).expect("credentials file");
         let field = |name: &str| {
             text.lines()
-                .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned()))
+                .find_map(|l| {
+                    l.split_once('=')
+                        .filter(|(k, _)| k.trim() == name)
+                        .map(|(_, v)| v.trim().to_owned())
+                })
                 .expect("credential field")
         };
         Api {
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             endpoint: control.endpoint(),
             key_id: field("aws_access_key_id"),
             secret: field("aws_secret_access_key"),
@@ -177,26 +202,60 @@ impl Api {
     }
 
     /// Sends a signed request; returns (status, x-amzn-ErrorType, body as JSON or text).
-    pub fn call(&self, method: &str, path_and_query: &str, body: Option<&str>) -> (u16, Option<String>, serde_json::Value) {
-        self.call_with(method, path_and_query, body.map(|b| b.as_bytes().to_vec()), &self.secret.clone())
+    pub fn call(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&str>,
+    ) -> (u16, Option<String>, serde_json::Value) {
+        self.call_with(
+            method,
+            path_and_query,
+            body.map(|b| b.as_bytes().to_vec()),
+            &self.secret.clone(),
+        )
     }
 
     /// Like `call`, signing with the given secret (to test bad signatures).
-    pub fn call_with(&self, method: &str, path_and_query: &str, body: Option<Vec<u8>>, secret: &str) -> (u16, Option<String>, serde_json::Value) {
-        self.try_call_with(method, path_and_query, body, secret).expect("request sent")
+    pub fn call_with(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        secret: &str,
+    ) -> (u16, Option<String>, serde_json::Value) {
+        self.try_call_with(method, path_and_query, body, secret)
+            .expect("request sent")
     }
 
     /// Like `call`, but a connection failure is an `Err` rather than a panic.
-    pub fn try_call(&self, method: &str, path_and_query: &str, body: Option<&str>) -> Result<(u16, Option<String>, serde_json::Value), String> {
-        self.try_call_with(method, path_and_query, body.map(|b| b.as_bytes().to_vec()), &self.secret.clone())
+    pub fn try_call(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, Option<String>, serde_json::Value), String> {
+        self.try_call_with(
+            method,
+            path_and_query,
+            body.map(|b| b.as_bytes().to_vec()),
+            &self.secret.clone(),
+        )
     }
 
-    fn try_call_with(&self, method: &str, path_and_query: &str, body: Option<Vec<u8>>, secret: &str) -> Result<(u16, Option<String>, serde_json::Value), String> {
+    fn try_call_with(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        secret: &str,
+    ) -> Result<(u16, Option<String>, serde_json::Value), String> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
         let url = format!("{}{}", self.endpoint, path_and_query);
         let host = self.endpoint.trim_start_matches("http://").to_owned();
         let body = body.unwrap_or_default();
-        let identity = aws_credential_types::Credentials::new(&self.key_id, secret, None, None, "test").into();
+        let identity =
+            aws_credential_types::Credentials::new(&self.key_id, secret, None, None, "test").into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region("us-west-2")
@@ -206,10 +265,22 @@ impl Api {
             .build()
             .unwrap()
             .into();
-        let headers = [("host", host.as_str()), ("content-type", "application/json")];
-        let signable = SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(&body)).unwrap();
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let signable = SignableRequest::new(
+            method,
+            &url,
+            headers.into_iter(),
+            SignableBody::Bytes(&body),
+        )
+        .unwrap();
         let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        let mut req = http::Request::builder().method(method).uri(&url).header("content-type", "application/json");
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json");
         for (name, value) in instructions.headers() {
             req = req.header(name, value);
         }
@@ -221,7 +292,11 @@ impl Api {
         }
         let resp = rb.send().map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let kind = resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let kind = resp
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = resp.text().unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         Ok((status, kind, json))
