@@ -7,12 +7,11 @@ use axum::{extract::State, http::Uri, Json, Router};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::ops;
 use super::request::Signed;
 use super::AppState;
-use crate::model::{
-    consistency, validate_body, ApiError, ResourceId, ResourceKind, ResourceName, Spec,
-};
-use crate::store::{ClientToken, ListScope, Lookup, Record, Tag, Write};
+use crate::model::{validate_body, ApiError, ResourceId, ResourceKind, ResourceName};
+use crate::store::{ClientToken, ListScope, Record, Tag};
 
 /// Default and largest page of a List call (App Mesh's `limit` is 1..100).
 const DEFAULT_PAGE: usize = 100;
@@ -146,60 +145,6 @@ fn client_token(req: &Signed, body: &Value) -> Option<ClientToken> {
     })
 }
 
-/// Runs a store call off the async workers: redb commits wait for fsync.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
-}
-
-fn parse_spec(kind: ResourceKind, body: &Value) -> Result<Spec, ApiError> {
-    Spec::parse(kind, body.get("spec").filter(|v| !v.is_null()))
-}
-
-/// The rules that relate a route to its router and targets, or a gateway route to its
-/// gateway; run inside the write transaction so they see what the write will commit against.
-fn check_related(lookup: &Lookup, id: &ResourceId, spec: &Spec) -> Result<(), ApiError> {
-    let stored = |kind: ResourceKind, name: &ResourceName| -> Result<Option<Spec>, ApiError> {
-        let rid = ResourceId::top(kind, id.mesh.clone(), name.clone());
-        match lookup.spec(&rid)? {
-            Some(v) => Spec::parse(kind, Some(&v)).map(Some).map_err(|e| {
-                ApiError::internal(anyhow::anyhow!("stored {rid} no longer parses: {e}"))
-            }),
-            None => Ok(None),
-        }
-    };
-    match (spec, &id.parent) {
-        (Spec::Route(route), Some(router_name)) => {
-            let Some(Spec::VirtualRouter(router)) =
-                stored(ResourceKind::VirtualRouter, router_name)?
-            else {
-                return Ok(()); // the store reports the missing parent
-            };
-            let mut targets = Vec::new();
-            for t in route.weighted_targets() {
-                if let Some(Spec::VirtualNode(node)) =
-                    stored(ResourceKind::VirtualNode, &t.virtual_node)?
-                {
-                    targets.push((t.virtual_node.clone(), node));
-                }
-            }
-            consistency::check_route(route, router_name, &router, &targets)
-        }
-        (Spec::GatewayRoute(route), Some(gateway_name)) => {
-            match stored(ResourceKind::VirtualGateway, gateway_name)? {
-                Some(Spec::VirtualGateway(gateway)) => {
-                    consistency::check_gateway_route(route, gateway_name, &gateway)
-                }
-                _ => Ok(()),
-            }
-        }
-        _ => Ok(()),
-    }
-}
-
 async fn create(State(state): State<AppState>, req: Signed, kind: ResourceKind) -> ApiResult {
     let operation = op("Create", kind);
     let body = req.json()?;
@@ -214,20 +159,8 @@ async fn create(State(state): State<AppState>, req: Signed, kind: ResourceKind) 
         kind,
         Some(ResourceName::parse(kind.name_field(), name)?),
     )?;
-    let spec = parse_spec(kind, &body)?;
-    let write = Write {
-        spec: spec.to_json(),
-        references: spec.references(),
-        tags: tags_of(&body),
-        client_token: client_token(&req, &body),
-    };
-    let store = state.store.clone();
-    let check_id = id.clone();
-    let record = blocking(move || {
-        store.create(&id, write, |lookup| check_related(lookup, &check_id, &spec))
-    })
-    .await?;
-    tracing::info!(resource = %record.id, "created");
+    let spec = ops::parse_spec(kind, &body)?;
+    let record = ops::create(&state, id, spec, tags_of(&body), client_token(&req, &body)).await?;
     Ok(Json(record.to_data()))
 }
 
@@ -237,20 +170,8 @@ async fn update(State(state): State<AppState>, req: Signed, kind: ResourceKind) 
     validate_body(&operation, &body)?;
     check_mesh_owner(&state, &req, &operation)?;
     let id = resource_id(&req, kind, None)?;
-    let spec = parse_spec(kind, &body)?;
-    let write = Write {
-        spec: spec.to_json(),
-        references: spec.references(),
-        tags: Vec::new(),
-        client_token: client_token(&req, &body),
-    };
-    let store = state.store.clone();
-    let check_id = id.clone();
-    let record = blocking(move || {
-        store.update(&id, write, |lookup| check_related(lookup, &check_id, &spec))
-    })
-    .await?;
-    tracing::info!(resource = %record.id, version = record.row.version, "updated");
+    let spec = ops::parse_spec(kind, &body)?;
+    let record = ops::update(&state, id, spec, client_token(&req, &body)).await?;
     Ok(Json(record.to_data()))
 }
 
@@ -259,17 +180,16 @@ async fn describe(State(state): State<AppState>, req: Signed, kind: ResourceKind
     check_mesh_owner(&state, &req, &operation)?;
     let id = resource_id(&req, kind, None)?;
     let store = state.store.clone();
-    Ok(Json(blocking(move || store.describe(&id)).await?.to_data()))
+    Ok(Json(
+        ops::blocking(move || store.describe(&id)).await?.to_data(),
+    ))
 }
 
 async fn delete(State(state): State<AppState>, req: Signed, kind: ResourceKind) -> ApiResult {
     let operation = op("Delete", kind);
     check_mesh_owner(&state, &req, &operation)?;
     let id = resource_id(&req, kind, None)?;
-    let store = state.store.clone();
-    let record = blocking(move || store.delete(&id)).await?;
-    tracing::info!(resource = %record.id, "deleted");
-    Ok(Json(record.to_data()))
+    Ok(Json(ops::delete(&state, id).await?.to_data()))
 }
 
 async fn list(State(state): State<AppState>, req: Signed, kind: ResourceKind) -> ApiResult {
@@ -291,7 +211,7 @@ async fn list(State(state): State<AppState>, req: Signed, kind: ResourceKind) ->
         kind => ListScope::Mesh(req.name("meshName")?, kind),
     };
     let store = state.store.clone();
-    let page = blocking(move || store.list(&scope, limit, next.as_deref())).await?;
+    let page = ops::blocking(move || store.list(&scope, limit, next.as_deref())).await?;
     let member = list_member(kind);
     let items: Vec<Value> = page.items.iter().map(Record::to_ref).collect();
     let mut out = json!({ member: items });
@@ -337,7 +257,7 @@ async fn tag_resource(State(state): State<AppState>, req: Signed) -> ApiResult {
     let id = resource_arn(&state, &req, "TagResource")?;
     let tags = tags_of(&body);
     let store = state.store.clone();
-    blocking(move || store.tag(&id, tags)).await?;
+    ops::blocking(move || store.tag(&id, tags)).await?;
     Ok(Json(json!({})))
 }
 
@@ -355,7 +275,7 @@ async fn untag_resource(State(state): State<AppState>, req: Signed) -> ApiResult
         })
         .unwrap_or_default();
     let store = state.store.clone();
-    blocking(move || store.untag(&id, &keys)).await?;
+    ops::blocking(move || store.untag(&id, &keys)).await?;
     Ok(Json(json!({})))
 }
 
@@ -373,7 +293,7 @@ async fn list_tags(State(state): State<AppState>, req: Signed) -> ApiResult {
         None => 0,
     };
     let store = state.store.clone();
-    let record = blocking(move || store.describe(&id)).await?;
+    let record = ops::blocking(move || store.describe(&id)).await?;
     let tags = &record.row.tags;
     let page: Vec<&Tag> = tags.iter().skip(start).take(limit).collect();
     let mut out = json!({ "tags": page });

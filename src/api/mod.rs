@@ -4,6 +4,7 @@
 mod appmesh;
 mod auth;
 mod error;
+mod ops;
 mod request;
 pub mod sigv4;
 mod tls;
