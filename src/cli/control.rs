@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::notify;
 use crate::api::{self, AppState};
 use crate::store::Store;
 
@@ -24,7 +25,7 @@ pub struct ControlArgs {
     #[arg(long, env = "APPLIANCE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Address of the App Mesh API (and admin page).
-    #[arg(long, default_value = DEFAULT_API_LISTEN)]
+    #[arg(long, default_value = DEFAULT_API_LISTEN, env = "APPLIANCE_API_LISTEN")]
     pub api_listen: SocketAddr,
     /// Region written into ARNs. Requests signed for any region are accepted.
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
@@ -48,6 +49,13 @@ pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Resu
         store,
         keys: Arc::new(keys),
     };
+    notify::ready();
+    notify::spawn_watchdog(shutdown.clone());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        notify::stopping();
+    });
     api::serve(listener, state, shutdown).await?;
     tracing::info!("control plane stopped");
     Ok(())

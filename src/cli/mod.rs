@@ -2,6 +2,7 @@
 //! here, once, into the types the roles take.
 
 pub mod control;
+pub mod notify;
 
 use clap::{Parser, Subcommand};
 
