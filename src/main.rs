@@ -33,6 +33,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             appliance::cli::control::run(args, shutdown_on_signal()).await?;
             Ok(0)
         }
+        Command::Ctl(args) => appliance::cli::ctl::run(args).await,
     }
 }
 

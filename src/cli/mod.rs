@@ -2,6 +2,7 @@
 //! here, once, into the types the roles take.
 
 pub mod control;
+pub mod ctl;
 pub mod notify;
 
 use clap::{Parser, Subcommand};
@@ -36,4 +37,6 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the control plane: store, App Mesh API, private CA.
     Control(control::ControlArgs),
+    /// The `aws appmesh` commands (and the appliance's own) against a control plane.
+    Ctl(ctl::CtlArgs),
 }
