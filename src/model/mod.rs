@@ -4,6 +4,7 @@
 
 pub mod consistency;
 mod error;
+mod identity;
 mod kind;
 mod rules;
 pub mod service_model;
@@ -11,6 +12,7 @@ pub mod spec;
 mod validate;
 
 pub use error::ApiError;
+pub use identity::{Identity, IdentityError, ProxyKind};
 pub use kind::{ResourceId, ResourceKind, ResourceName};
 pub use rules::MAX_TOTAL_WEIGHT;
 pub use spec::Spec;
