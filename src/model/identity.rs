@@ -48,7 +48,10 @@ impl Identity {
     /// Parses `mesh/M/virtualNode/N`, `mesh/M/virtualGateway/G`, or
     /// `arn:aws:appmesh:REGION:ACCOUNT:mesh/M/virtualNode/N`.
     pub fn parse(value: &str) -> Result<Identity, IdentityError> {
-        let err = |reason| IdentityError { value: value.to_owned(), reason };
+        let err = |reason| IdentityError {
+            value: value.to_owned(),
+            reason,
+        };
         let path = match value.strip_prefix("arn:") {
             Some(rest) => {
                 let parts: Vec<&str> = rest.splitn(5, ':').collect();
@@ -68,8 +71,10 @@ impl Identity {
             "virtualGateway" => ProxyKind::VirtualGateway,
             _ => return Err(err("the kind must be virtualNode or virtualGateway")),
         };
-        let mesh = ResourceName::parse("mesh", mesh).map_err(|_| err("the mesh name is not a valid name"))?;
-        let name = ResourceName::parse("name", name).map_err(|_| err("the resource name is not a valid name"))?;
+        let mesh = ResourceName::parse("mesh", mesh)
+            .map_err(|_| err("the mesh name is not a valid name"))?;
+        let name = ResourceName::parse("name", name)
+            .map_err(|_| err("the resource name is not a valid name"))?;
         Ok(Identity { mesh, kind, name })
     }
 
@@ -80,7 +85,10 @@ impl Identity {
 
     /// Reads an identity back from a SPIFFE id of the given trust domain.
     pub fn from_spiffe_id(uri: &str, trust_domain: &str) -> Option<Identity> {
-        let path = uri.strip_prefix("spiffe://")?.strip_prefix(trust_domain)?.strip_prefix('/')?;
+        let path = uri
+            .strip_prefix("spiffe://")?
+            .strip_prefix(trust_domain)?
+            .strip_prefix('/')?;
         Identity::parse(path).ok()
     }
 
@@ -126,15 +134,29 @@ mod tests {
     #[test]
     fn short_and_arn_forms_parse_to_the_same_identity() {
         let short = Identity::parse("mesh/ColorApp/virtualNode/colorteller-white-vn").unwrap();
-        let arn = Identity::parse("arn:aws:appmesh:us-west-2:123456789012:mesh/ColorApp/virtualNode/colorteller-white-vn").unwrap();
+        let arn = Identity::parse(
+            "arn:aws:appmesh:us-west-2:123456789012:mesh/ColorApp/virtualNode/colorteller-white-vn",
+        )
+        .unwrap();
         assert_eq!(short, arn);
-        assert_eq!(short.to_string(), "mesh/ColorApp/virtualNode/colorteller-white-vn");
-        assert!(Identity::parse("mesh/m/virtualGateway/g").unwrap().is_gateway());
+        assert_eq!(
+            short.to_string(),
+            "mesh/ColorApp/virtualNode/colorteller-white-vn"
+        );
+        assert!(Identity::parse("mesh/m/virtualGateway/g")
+            .unwrap()
+            .is_gateway());
     }
 
     #[test]
     fn other_kinds_and_shapes_are_refused_with_a_reason() {
-        for bad in ["mesh/m/virtualRouter/r", "mesh/m/virtualNode", "m/virtualNode/n", "arn:aws:s3:::bucket", "mesh//virtualNode/n"] {
+        for bad in [
+            "mesh/m/virtualRouter/r",
+            "mesh/m/virtualNode",
+            "m/virtualNode/n",
+            "arn:aws:s3:::bucket",
+            "mesh//virtualNode/n",
+        ] {
             let err = Identity::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
