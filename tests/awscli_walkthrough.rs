@@ -68,22 +68,15 @@ fn mask(text: &str) -> String {
 }
 
 fn certificate_arn(control: &Control) -> String {
-    let out = run_cli(
-        Path::new(BIN),
-        &[
-            "ctl".into(),
-            "request-certificate".into(),
-            "--domain-name".into(),
-            format!("*.{DOMAIN}"),
-            "--query".into(),
-            "CertificateArn".into(),
-            "--output".into(),
-            "text".into(),
-            "--data-dir".into(),
-            control.data_dir.display().to_string(),
-        ],
-        control,
-    );
+    let out = control.ctl(&[
+        "request-certificate",
+        "--domain-name",
+        &format!("*.{DOMAIN}"),
+        "--query",
+        "CertificateArn",
+        "--output",
+        "text",
+    ]);
     assert_eq!(out.code, 0, "request-certificate: {}", out.stderr);
     out.stdout.trim().to_owned()
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: App Mesh's 2019-01-25 REST paths (so `aws appmesh --endpoint-url` works),
 //! SigV4 authentication, and the rest-json error shape. Knows nothing of proxy internals.
 
+mod appliance;
 mod appmesh;
 mod auth;
 mod error;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{load_or_create_credentials, parse_credentials, CREDENTIALS_FILE};
 pub use request::MAX_BODY;
 
+use crate::ca::Ca;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -28,11 +30,13 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub keys: Arc<sigv4::Keys>,
+    pub ca: Arc<Ca>,
 }
 
 /// The whole API as one router, so tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
     appmesh::routes()
+        .merge(appliance::routes())
         .fallback(appmesh::unknown_operation)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         // Outermost, so every log line below carries the request id.

@@ -61,6 +61,24 @@ fn check_related(lookup: &Lookup, id: &ResourceId, spec: &Spec) -> Result<(), Ap
     }
 }
 
+/// Every ACM ARN a spec names must be the appliance's CA or a certificate it recorded, so a
+/// typo is refused at write time rather than found by a proxy that cannot serve TLS.
+pub(crate) fn check_acm_arns(state: &AppState, spec: &Spec) -> Result<(), ApiError> {
+    for (path, arn) in spec.acm_arns() {
+        let known = if arn.starts_with("arn:aws:acm-pca:") {
+            state.ca.is_known_ca_arn(&arn)
+        } else {
+            state.ca.is_known_certificate_arn(&arn)
+        };
+        if !known {
+            return Err(ApiError::bad_request(format!(
+                "{path}: {arn} is not known to this appliance (use the CA's ARN from `appliance ctl describe-certificate-authority` or a certificate ARN from `appliance ctl request-certificate`)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates a resource from a parsed spec, in one store transaction.
 pub(crate) async fn create(
     state: &AppState,
@@ -69,6 +87,7 @@ pub(crate) async fn create(
     tags: Vec<Tag>,
     client_token: Option<ClientToken>,
 ) -> Result<Record, ApiError> {
+    check_acm_arns(state, &spec)?;
     let write = Write {
         spec: spec.to_json(),
         references: spec.references(),
@@ -92,6 +111,7 @@ pub(crate) async fn update(
     spec: Spec,
     client_token: Option<ClientToken>,
 ) -> Result<Record, ApiError> {
+    check_acm_arns(state, &spec)?;
     let write = Write {
         spec: spec.to_json(),
         references: spec.references(),

@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use authority::{Authority, AuthorityRecord};
 pub use authority::{Role, BACKDATE, INTERMEDIATE_LIFETIME, ROOT_LIFETIME};
-pub use leaf::IssuedLeaf;
+pub use leaf::{check_dns_name, IssuedLeaf};
 
 use crate::model::Identity;
 

@@ -1,9 +1,10 @@
-//! `appliance control`: opens the store, loads (or creates) the API credentials, and serves
-//! the App Mesh API until SIGTERM or Ctrl-C.
+//! `appliance control`: opens the store and the CA, loads (or creates) the API credentials,
+//! and serves the App Mesh API until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::notify;
 use crate::api::{self, AppState};
+use crate::ca::{Ca, CaConfig, CERTS_DIR, DEFAULT_TRUST_DOMAIN};
 use crate::store::Store;
 
 /// Default API address: loopback, so a fresh install is not reachable from the network
@@ -18,6 +20,8 @@ use crate::store::Store;
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7070";
 /// The store's file name under the data directory.
 pub const STORE_FILE: &str = "store.redb";
+/// How often the CA checks for authorities to rotate or retire.
+const CA_MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
@@ -27,9 +31,22 @@ pub struct ControlArgs {
     /// Address of the App Mesh API (and admin page).
     #[arg(long, default_value = DEFAULT_API_LISTEN, env = "APPLIANCE_API_LISTEN")]
     pub api_listen: SocketAddr,
+    /// Serve the API over TLS with a certificate from the appliance's CA. It names
+    /// `localhost`, this host's name, the listen address and every `--api-tls-name`.
+    #[arg(long, env = "APPLIANCE_API_TLS")]
+    pub api_tls: bool,
+    /// Extra DNS name for the API's certificate (repeatable), e.g. the name clients use.
+    #[arg(long = "api-tls-name")]
+    pub api_tls_names: Vec<String>,
     /// Region written into ARNs. Requests signed for any region are accepted.
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
     pub region: String,
+    /// SPIFFE trust domain of the identities in leaf certificates.
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN, env = "APPLIANCE_TRUST_DOMAIN")]
+    pub trust_domain: String,
+    /// Lifetime of proxies' leaf certificates, in seconds. Renewal starts at two thirds.
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub leaf_ttl: u64,
 }
 
 pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -40,15 +57,36 @@ pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Resu
     let store_path = args.data_dir.join(STORE_FILE);
     let store = Store::open(&store_path, &args.region).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     tracing::info!(store = %store_path.display(), account = store.account(), version = store.version(), "store open");
+    let ca_config = CaConfig {
+        trust_domain: args.trust_domain.clone(),
+        region: args.region.clone(),
+        account: store.account().to_owned(),
+        leaf_ttl: time::Duration::seconds(i64::try_from(args.leaf_ttl).unwrap_or(i64::MAX)),
+    };
+    let ca = Arc::new(Ca::open_or_create(
+        &args.data_dir.join(CERTS_DIR),
+        ca_config,
+        time::OffsetDateTime::now_utc(),
+    )?);
+    tracing::info!(arn = %ca.ca_arn(), trust_domain = %args.trust_domain, "CA ready");
+    spawn_ca_maintenance(ca.clone(), shutdown.clone());
+
     let listener = TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("binding the API listener to {}", args.api_listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(role = "api", credentials = %args.data_dir.join(api::CREDENTIALS_FILE).display(), "listening on {addr}");
     let state = AppState {
         store,
         keys: Arc::new(keys),
+        ca: ca.clone(),
     };
+    let tls = if args.api_tls {
+        Some(api_tls_config(&ca, &args, addr)?)
+    } else {
+        None
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(role = "api", scheme, credentials = %args.data_dir.join(api::CREDENTIALS_FILE).display(), "listening on {addr}");
     notify::ready();
     notify::spawn_watchdog(shutdown.clone());
     let stop = shutdown.clone();
@@ -56,9 +94,53 @@ pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Resu
         stop.cancelled().await;
         notify::stopping();
     });
-    api::serve(listener, state, shutdown).await?;
+    match tls {
+        Some(tls) => api::serve_tls(listener, state, tls, shutdown).await?,
+        None => api::serve(listener, state, shutdown).await?,
+    }
     tracing::info!("control plane stopped");
     Ok(())
+}
+
+fn api_tls_config(
+    ca: &Ca,
+    args: &ControlArgs,
+    addr: SocketAddr,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut names = vec!["localhost".to_owned()];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && crate::ca::check_dns_name(host).is_ok() {
+            names.push(host.to_owned());
+        }
+    }
+    names.extend(args.api_tls_names.iter().cloned());
+    let mut ips = vec![addr.ip()];
+    if addr.ip().is_unspecified() {
+        ips = vec!["127.0.0.1".parse()?, "::1".parse()?];
+    }
+    let (chain, key) = ca.issue_server_cert(&names, &ips, time::OffsetDateTime::now_utc())?;
+    api::server_config(&chain, &key)
+}
+
+fn spawn_ca_maintenance(ca: Arc<Ca>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CA_MAINTENANCE_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let ca = ca.clone();
+                    let result = tokio::task::spawn_blocking(move || ca.maintain(time::OffsetDateTime::now_utc())).await;
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "CA maintenance failed"),
+                        Err(e) => tracing::error!(error = %e, "CA maintenance task failed"),
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// The data directory holds keys and credentials: only its owner may list it.

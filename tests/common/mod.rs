@@ -15,6 +15,9 @@ pub struct Control {
     pub child: Child,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// Every line the process has logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub scheme: &'static str,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -30,27 +33,54 @@ impl Control {
 
     /// Starts a control plane on an existing (or new) data directory.
     pub fn start_in(dir: &Path) -> Control {
+        Control::start_with(dir, &[])
+    }
+
+    /// Starts a control plane with extra flags (`--api-tls`, ...).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Control {
         let mut child = Command::new(BIN)
             .args(["control", "--data-dir"])
             .arg(dir)
             .args(["--api-listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn appliance control");
-        let addr = wait_for_listen(&mut child, "api");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let addr = wait_for_listen_logged(&mut child, "api", Some(log.clone()));
+        let scheme = if extra.contains(&"--api-tls") {
+            "https"
+        } else {
+            "http"
+        };
         Control {
             child,
             addr,
             data_dir: dir.to_path_buf(),
+            log,
+            scheme,
             _tmp: None,
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Runs `appliance ctl` against this control plane, with its credentials.
+    pub fn ctl(&self, args: &[&str]) -> Out {
+        let mut all: Vec<String> = vec!["ctl".into()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(["--endpoint-url".to_string(), self.endpoint()]);
+        run_cli(Path::new(BIN), &all, self)
     }
 
     pub fn credentials(&self) -> PathBuf {
@@ -74,6 +104,15 @@ impl Drop for Control {
 /// Reads the child's stderr until a `listening on ADDR` line with `role="<role>"` shows up,
 /// then keeps draining stderr in the background so the child never blocks on a full pipe.
 pub fn wait_for_listen(child: &mut Child, role: &str) -> String {
+    wait_for_listen_logged(child, role, None)
+}
+
+/// Like `wait_for_listen`, keeping every line in `log`.
+pub fn wait_for_listen_logged(
+    child: &mut Child,
+    role: &str,
+    log: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+) -> String {
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = mpsc::channel();
     let role = role.to_owned();
@@ -83,6 +122,9 @@ pub fn wait_for_listen(child: &mut Child, role: &str) -> String {
             let Ok(line) = line else { break };
             if std::env::var_os("APPLIANCE_TEST_LOG").is_some() {
                 eprintln!("[child] {line}");
+            }
+            if let Some(log) = &log {
+                log.lock().unwrap().push(line.clone());
             }
             if !sent && line.contains(&format!("role=\"{role}\"")) {
                 if let Some(rest) = line.split("listening on ").nth(1) {

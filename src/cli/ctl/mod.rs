@@ -107,7 +107,7 @@ pub fn is_model_operation(name: &str) -> bool {
     operation_for(name).is_some()
 }
 
-fn usage_error(msg: &str) -> u8 {
+pub(crate) fn usage_error(msg: &str) -> u8 {
     eprintln!("usage: appliance ctl [options] <operation> [parameters]\nTo see help text, you can run:\n\n  appliance ctl help\n  appliance ctl <operation> help\nappliance ctl: error: {msg}");
     exit::USAGE
 }

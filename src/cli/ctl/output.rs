@@ -35,7 +35,8 @@ pub fn query(value: &Value, expression: &str) -> anyhow::Result<Value> {
 pub fn render(value: &Value, format: Format) -> Option<String> {
     match format {
         Format::Json => {
-            if value.is_null() {
+            // The AWS CLI prints nothing for an empty result (TagResource's `{}`).
+            if value.is_null() || value.as_object().is_some_and(|m| m.is_empty()) {
                 return None;
             }
             let mut out = Vec::new();
