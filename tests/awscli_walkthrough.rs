@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{aws_cli, render, run_cli, Control, Out, BIN};
 use serde_json::Value;
