@@ -6,5 +6,6 @@
 pub mod api;
 pub mod ca;
 pub mod cli;
+pub mod compile;
 pub mod model;
 pub mod store;

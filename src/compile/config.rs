@@ -1,0 +1,209 @@
+//! `ProxyConfig`: everything one proxy runs, and nothing it could look up elsewhere. Plain
+//! data (serde), deterministic (sorted maps and lists), so "push only if it changed" is `==`
+//! and the same value is the file a proxy runs from and the JSON `/config` shows.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::spec::{
+    HealthCheckPolicy, HttpGatewayRouteMatch, HttpGatewayRouteRewrite, HttpRouteMatch, PortProtocol,
+};
+use crate::model::Identity;
+
+/// App Mesh's per-request timeout when a route or listener sets none.
+pub const DEFAULT_PER_REQUEST_TIMEOUT_MS: u64 = 15_000;
+/// App Mesh's idle timeout when a listener sets none.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+/// App Mesh's retries when a route sets no policy: 2 on 503 and connection failures.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyConfig {
+    pub identity: Identity,
+    /// The store version it was compiled from; 0 for a hand-made file.
+    pub version: u64,
+    pub listeners: Vec<ListenerConfig>,
+    /// Virtual service name -> its routes, in match order.
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Cluster name -> the endpoints of one virtual node's listener.
+    pub clusters: BTreeMap<String, ClusterConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerConfig {
+    pub port: u16,
+    pub protocol: PortProtocol,
+    pub per_request_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub role: ListenerRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ListenerRole {
+    /// A virtual gateway listener: gateway routes, in match order.
+    Gateway { routes: Vec<GatewayRouteConfig> },
+    /// A virtual node listener: traffic for the local app on this port.
+    Inbound {
+        health_check: Option<HealthCheckPolicy>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRouteConfig {
+    pub name: String,
+    pub r#match: HttpGatewayRouteMatch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<HttpGatewayRouteRewrite>,
+    /// The target virtual service (a key of `services`).
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConfig {
+    /// Empty when the service has no provider: requests get 503 with that reason.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteConfig {
+    /// `virtualRouter/route`, or `virtualNode` for a node-provided service.
+    pub name: String,
+    pub r#match: HttpRouteMatch,
+    pub targets: Vec<WeightedCluster>,
+    pub per_request_timeout_ms: u64,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedCluster {
+    pub cluster: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfig {
+    pub max_retries: u32,
+    /// 0 means the request's own timeout bounds each try.
+    pub per_retry_timeout_ms: u64,
+    /// HTTP statuses that are retried.
+    pub statuses: Vec<u16>,
+    /// Retry when the upstream cannot be reached or resets the connection.
+    pub connection_errors: bool,
+}
+
+impl RetryConfig {
+    /// App Mesh's default: two retries on 503 and on connection failures.
+    pub fn app_mesh_default() -> RetryConfig {
+        RetryConfig {
+            max_retries: DEFAULT_MAX_RETRIES,
+            per_retry_timeout_ms: 0,
+            statuses: vec![503],
+            connection_errors: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    pub node: String,
+    pub port: u16,
+    pub protocol: PortProtocol,
+    /// `host:port` of each endpoint; a host name is resolved when connecting.
+    pub endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckPolicy>,
+}
+
+/// Why a config cannot be built or loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("route {route} targets cluster {cluster}, which the config does not define")]
+    UnknownCluster { route: String, cluster: String },
+    #[error(
+        "gateway route {route} targets virtual service {service}, which the config does not define"
+    )]
+    UnknownService { route: String, service: String },
+    #[error("{0} does not exist in the mesh")]
+    Missing(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ProxyConfig {
+    /// Builds a config whose every reference resolves, so the proxy's lookups cannot miss.
+    pub fn new(
+        identity: Identity,
+        version: u64,
+        listeners: Vec<ListenerConfig>,
+        services: BTreeMap<String, ServiceConfig>,
+        clusters: BTreeMap<String, ClusterConfig>,
+    ) -> Result<ProxyConfig, ConfigError> {
+        let config = ProxyConfig {
+            identity,
+            version,
+            listeners,
+            services,
+            clusters,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks the invariants `new` promises; also run on configs read from a file.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for l in &self.listeners {
+            if let ListenerRole::Gateway { routes } = &l.role {
+                for r in routes {
+                    if !self.services.contains_key(&r.service) {
+                        return Err(ConfigError::UnknownService {
+                            route: r.name.clone(),
+                            service: r.service.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for (service, s) in &self.services {
+            for r in &s.routes {
+                if r.targets.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "route {} of {service} has no targets",
+                        r.name
+                    )));
+                }
+                for t in &r.targets {
+                    if !self.clusters.contains_key(&t.cluster) {
+                        return Err(ConfigError::UnknownCluster {
+                            route: r.name.clone(),
+                            cluster: t.cluster.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut ports: Vec<u16> = self.listeners.iter().map(|l| l.port).collect();
+        ports.sort_unstable();
+        if ports.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid("two listeners share a port".into()));
+        }
+        Ok(())
+    }
+
+    /// Parses and checks a config file's JSON.
+    pub fn from_json(text: &str) -> Result<ProxyConfig, ConfigError> {
+        let config: ProxyConfig = serde_json::from_str(text)
+            .map_err(|e| ConfigError::Invalid(format!("not a proxy config: {e}")))?;
+        config.check()?;
+        Ok(config)
+    }
+}

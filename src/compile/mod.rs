@@ -1,0 +1,426 @@
+//! `compile(&snapshot, &identity, &endpoints) -> ProxyConfig`: a pure function from a mesh's
+//! stored resources to what one proxy needs. No I/O of any kind; the output is deterministic.
+
+mod config;
+
+use std::collections::BTreeMap;
+
+pub use config::*;
+
+use crate::model::spec::{
+    GatewayRouteSpec, GatewayRouteType, HttpRetryEvent, HttpRouteMatch, ListenerTimeout,
+    PortProtocol, RouteSpec, RouteType, ServiceDiscovery, VirtualGatewaySpec, VirtualNodeSpec,
+    VirtualRouterSpec, VirtualServiceProvider, VirtualServiceSpec,
+};
+use crate::model::{Identity, ProxyKind, ResourceId, ResourceKind, ResourceName, Spec};
+
+/// One mesh's resources, typed.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub mesh: String,
+    pub nodes: BTreeMap<String, VirtualNodeSpec>,
+    pub routers: BTreeMap<String, VirtualRouterSpec>,
+    /// Router name -> (route name, spec).
+    pub routes: BTreeMap<String, Vec<(String, RouteSpec)>>,
+    pub services: BTreeMap<String, VirtualServiceSpec>,
+    pub gateways: BTreeMap<String, VirtualGatewaySpec>,
+    /// Gateway name -> (gateway route name, spec).
+    pub gateway_routes: BTreeMap<String, Vec<(String, GatewayRouteSpec)>>,
+}
+
+impl Snapshot {
+    pub fn new(
+        mesh: &ResourceName,
+        resources: impl IntoIterator<Item = (ResourceId, Spec)>,
+    ) -> Snapshot {
+        let mut s = Snapshot {
+            mesh: mesh.to_string(),
+            ..Snapshot::default()
+        };
+        for (id, spec) in resources {
+            let name = id.name.to_string();
+            let parent = id
+                .parent
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match spec {
+                Spec::VirtualNode(v) => {
+                    s.nodes.insert(name, v);
+                }
+                Spec::VirtualRouter(v) => {
+                    s.routers.insert(name, v);
+                }
+                Spec::Route(v) => s.routes.entry(parent).or_default().push((name, v)),
+                Spec::VirtualService(v) => {
+                    s.services.insert(name, v);
+                }
+                Spec::VirtualGateway(v) => {
+                    s.gateways.insert(name, v);
+                }
+                Spec::GatewayRoute(v) => {
+                    s.gateway_routes.entry(parent).or_default().push((name, v))
+                }
+                Spec::Mesh(_) => {}
+            }
+        }
+        for list in s.routes.values_mut() {
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        for list in s.gateway_routes.values_mut() {
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        s
+    }
+}
+
+/// Where a virtual node's endpoints are, when something better than its DNS name is known
+/// (the registry of connected sidecars): node name -> `host:port` list.
+pub type Endpoints = BTreeMap<String, Vec<String>>;
+
+pub fn compile(
+    snapshot: &Snapshot,
+    identity: &Identity,
+    endpoints: &Endpoints,
+    version: u64,
+) -> Result<ProxyConfig, ConfigError> {
+    if identity.mesh.as_str() != snapshot.mesh {
+        return Err(ConfigError::Missing(format!(
+            "mesh {} (this snapshot is of mesh {})",
+            identity.mesh, snapshot.mesh
+        )));
+    }
+    let mut b = Builder {
+        snapshot,
+        endpoints,
+        services: BTreeMap::new(),
+        clusters: BTreeMap::new(),
+    };
+    let listeners = match identity.kind {
+        ProxyKind::VirtualGateway => b.gateway_listeners(identity.name.as_str())?,
+        ProxyKind::VirtualNode => b.node(identity.name.as_str())?,
+    };
+    ProxyConfig::new(identity.clone(), version, listeners, b.services, b.clusters)
+}
+
+struct Builder<'a> {
+    snapshot: &'a Snapshot,
+    endpoints: &'a Endpoints,
+    services: BTreeMap<String, ServiceConfig>,
+    clusters: BTreeMap<String, ClusterConfig>,
+}
+
+fn ms(d: Option<&crate::model::spec::Duration>) -> Option<u64> {
+    d.and_then(|d| d.to_std())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Sort key that puts explicit priorities first (0 highest) and, among equals, the more
+/// specific match first: an exact path, then a regex, then the longest prefix.
+fn order_key(
+    priority: Option<u32>,
+    prefix: Option<&str>,
+    exact: bool,
+    regex: bool,
+) -> (u32, u8, usize) {
+    let kind = if exact {
+        0
+    } else if regex {
+        1
+    } else {
+        2
+    };
+    (
+        priority.unwrap_or(u32::MAX),
+        kind,
+        usize::MAX - prefix.map(str::len).unwrap_or(0),
+    )
+}
+
+impl Builder<'_> {
+    fn gateway_listeners(&mut self, name: &str) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let gw = self
+            .snapshot
+            .gateways
+            .get(name)
+            .ok_or_else(|| ConfigError::Missing(format!("virtual gateway {name}")))?;
+        let empty = Vec::new();
+        let grs = self.snapshot.gateway_routes.get(name).unwrap_or(&empty);
+        let mut listeners = Vec::new();
+        for l in &gw.listeners {
+            let (port, protocol) = (
+                l.port_mapping.port,
+                PortProtocol::from(l.port_mapping.protocol),
+            );
+            let mut routes = Vec::new();
+            for (gr_name, gr) in grs {
+                if PortProtocol::from(gr.route.protocol()) != protocol {
+                    continue;
+                }
+                let (GatewayRouteType::Http(r) | GatewayRouteType::Http2(r)) = &gr.route else {
+                    continue; // gRPC gateway routes: not served by this proxy yet (see the issue notes)
+                };
+                if r.r#match.port.is_some_and(|p| p != port) {
+                    continue;
+                }
+                let service = r
+                    .action
+                    .target
+                    .virtual_service
+                    .virtual_service_name
+                    .to_string();
+                self.service(&service, r.action.target.port, protocol)?;
+                let path = r.r#match.path.as_ref();
+                let key = order_key(
+                    gr.priority,
+                    r.r#match.prefix.as_deref(),
+                    path.is_some_and(|p| p.exact.is_some()),
+                    path.is_some_and(|p| p.regex.is_some()),
+                );
+                routes.push((
+                    key,
+                    gr_name.clone(),
+                    GatewayRouteConfig {
+                        name: gr_name.clone(),
+                        r#match: r.r#match.clone(),
+                        rewrite: r.action.rewrite.clone(),
+                        service,
+                    },
+                ));
+            }
+            routes.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            listeners.push(ListenerConfig {
+                port,
+                protocol,
+                per_request_timeout_ms: DEFAULT_PER_REQUEST_TIMEOUT_MS,
+                idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+                role: ListenerRole::Gateway {
+                    routes: routes.into_iter().map(|(_, _, r)| r).collect(),
+                },
+            });
+        }
+        Ok(listeners)
+    }
+
+    fn node(&mut self, name: &str) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let node = self
+            .snapshot
+            .nodes
+            .get(name)
+            .ok_or_else(|| ConfigError::Missing(format!("virtual node {name}")))?;
+        for backend in node.backend_services() {
+            self.service(backend, None, PortProtocol::Http)?;
+        }
+        Ok(node
+            .listeners()
+            .iter()
+            .map(|l| {
+                let (per_request, idle) = match &l.timeout {
+                    Some(ListenerTimeout::Http(t) | ListenerTimeout::Http2(t)) => {
+                        (ms(t.per_request.as_ref()), ms(t.idle.as_ref()))
+                    }
+                    Some(ListenerTimeout::Grpc(t)) => {
+                        (ms(t.per_request.as_ref()), ms(t.idle.as_ref()))
+                    }
+                    Some(ListenerTimeout::Tcp(t)) => (None, ms(t.idle.as_ref())),
+                    None => (None, None),
+                };
+                ListenerConfig {
+                    port: l.port_mapping.port,
+                    protocol: l.port_mapping.protocol,
+                    per_request_timeout_ms: per_request.unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
+                    idle_timeout_ms: idle.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+                    role: ListenerRole::Inbound {
+                        health_check: l.health_check.clone(),
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Resolves a virtual service to its routes and their clusters. A service the mesh does
+    /// not define (a backend named before it exists) gets no routes: requests to it are 503.
+    fn service(
+        &mut self,
+        name: &str,
+        port: Option<u16>,
+        protocol: PortProtocol,
+    ) -> Result<(), ConfigError> {
+        if self.services.contains_key(name) {
+            return Ok(());
+        }
+        let mut routes = Vec::new();
+        match self
+            .snapshot
+            .services
+            .get(name)
+            .and_then(|s| s.provider.as_ref())
+        {
+            Some(VirtualServiceProvider::VirtualNode(p)) => {
+                let node = p.virtual_node_name.to_string();
+                let cluster = self.cluster(&node, port)?;
+                routes.push(RouteConfig {
+                    name: format!("virtualNode/{node}"),
+                    r#match: HttpRouteMatch {
+                        prefix: Some("/".into()),
+                        ..HttpRouteMatch::default()
+                    },
+                    targets: vec![WeightedCluster { cluster, weight: 1 }],
+                    per_request_timeout_ms: DEFAULT_PER_REQUEST_TIMEOUT_MS,
+                    retry: RetryConfig::app_mesh_default(),
+                });
+            }
+            Some(VirtualServiceProvider::VirtualRouter(p)) => {
+                let router = p.virtual_router_name.to_string();
+                let empty = Vec::new();
+                let mut keyed = Vec::new();
+                for (route_name, route) in self.snapshot.routes.get(&router).unwrap_or(&empty) {
+                    let (RouteType::Http(r) | RouteType::Http2(r)) = &route.route else {
+                        continue; // gRPC and TCP routes: not served by this proxy yet (see the issue notes)
+                    };
+                    if route.route.protocol() != protocol
+                        && !(protocol == PortProtocol::Http2
+                            && route.route.protocol() == PortProtocol::Http)
+                    {
+                        continue;
+                    }
+                    if let (Some(want), Some(have)) = (port, r.r#match.port) {
+                        if want != have {
+                            continue;
+                        }
+                    }
+                    let mut targets = Vec::new();
+                    for t in &r.action.weighted_targets {
+                        let cluster = self.cluster(t.virtual_node.as_str(), t.port)?;
+                        targets.push(WeightedCluster {
+                            cluster,
+                            weight: t.weight,
+                        });
+                    }
+                    let retry = match &r.retry_policy {
+                        Some(p) => RetryConfig {
+                            max_retries: u32::try_from(p.max_retries).unwrap_or(u32::MAX),
+                            per_retry_timeout_ms: ms(Some(&p.per_retry_timeout)).unwrap_or(0),
+                            statuses: p
+                                .http_retry_events
+                                .iter()
+                                .flatten()
+                                .flat_map(|e| statuses(*e))
+                                .copied()
+                                .collect(),
+                            connection_errors: p
+                                .tcp_retry_events
+                                .as_ref()
+                                .is_some_and(|v| !v.is_empty())
+                                || p.http_retry_events
+                                    .iter()
+                                    .flatten()
+                                    .any(|e| matches!(e, HttpRetryEvent::StreamError)),
+                        },
+                        None => RetryConfig::app_mesh_default(),
+                    };
+                    let path = r.r#match.path.as_ref();
+                    let key = order_key(
+                        route.priority,
+                        r.r#match.prefix.as_deref(),
+                        path.is_some_and(|p| p.exact.is_some()),
+                        path.is_some_and(|p| p.regex.is_some()),
+                    );
+                    keyed.push((
+                        key,
+                        route_name.clone(),
+                        RouteConfig {
+                            name: format!("{router}/{route_name}"),
+                            r#match: r.r#match.clone(),
+                            targets,
+                            per_request_timeout_ms: r
+                                .timeout
+                                .as_ref()
+                                .and_then(|t| ms(t.per_request.as_ref()))
+                                .unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
+                            retry,
+                        },
+                    ));
+                }
+                keyed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                routes = keyed.into_iter().map(|(_, _, r)| r).collect();
+            }
+            None => {}
+        }
+        self.services
+            .insert(name.to_owned(), ServiceConfig { routes });
+        Ok(())
+    }
+
+    /// The cluster for one listener of a virtual node: `cds_egress_<mesh>_<node>_<proto>_<port>`,
+    /// App Mesh's Envoy cluster name.
+    fn cluster(&mut self, node_name: &str, port: Option<u16>) -> Result<String, ConfigError> {
+        let node = self
+            .snapshot
+            .nodes
+            .get(node_name)
+            .ok_or_else(|| ConfigError::Missing(format!("virtual node {node_name}")))?;
+        let listener = match port {
+            Some(p) => node.listeners().iter().find(|l| l.port_mapping.port == p),
+            None => node.listeners().first(),
+        }
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "virtual node {node_name} has no listener{}",
+                port.map(|p| format!(" on port {p}")).unwrap_or_default()
+            ))
+        })?;
+        let (port, protocol) = (listener.port_mapping.port, listener.port_mapping.protocol);
+        let name = format!(
+            "cds_egress_{}_{node_name}_{}_{port}",
+            self.snapshot.mesh,
+            protocol.as_str()
+        );
+        if !self.clusters.contains_key(&name) {
+            let endpoints = match self.endpoints.get(node_name) {
+                Some(list) => list.clone(),
+                None => match &node.service_discovery {
+                    Some(ServiceDiscovery::Dns(d)) => vec![format!("{}:{port}", d.hostname)],
+                    Some(ServiceDiscovery::AwsCloudMap(c)) => {
+                        vec![format!("{}.{}:{port}", c.service_name, c.namespace_name)]
+                    }
+                    None => Vec::new(),
+                },
+            };
+            self.clusters.insert(
+                name.clone(),
+                ClusterConfig {
+                    node: node_name.to_owned(),
+                    port,
+                    protocol,
+                    endpoints,
+                    health_check: listener.health_check.clone(),
+                },
+            );
+        }
+        Ok(name)
+    }
+}
+
+/// The statuses an App Mesh HTTP retry event stands for.
+fn statuses(event: HttpRetryEvent) -> &'static [u16] {
+    match event {
+        HttpRetryEvent::ServerError => &[500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511],
+        HttpRetryEvent::GatewayError => &[502, 503, 504],
+        HttpRetryEvent::ClientError => &[409],
+        HttpRetryEvent::StreamError => &[],
+    }
+}
+
+/// The kinds of resource a proxy's config depends on: a write to any of them may change it.
+pub const INPUT_KINDS: [ResourceKind; 6] = [
+    ResourceKind::VirtualNode,
+    ResourceKind::VirtualRouter,
+    ResourceKind::Route,
+    ResourceKind::VirtualService,
+    ResourceKind::VirtualGateway,
+    ResourceKind::GatewayRoute,
+];
+
+#[cfg(test)]
+mod tests;
