@@ -8,4 +8,5 @@ pub mod ca;
 pub mod cli;
 pub mod compile;
 pub mod model;
+pub mod proxy;
 pub mod store;

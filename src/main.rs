@@ -33,6 +33,14 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             appliance::cli::control::run(args, shutdown_on_signal()).await?;
             Ok(0)
         }
+        Command::Gateway(args) => {
+            appliance::cli::proxy::run_gateway(args, shutdown_on_signal()).await?;
+            Ok(0)
+        }
+        Command::Sidecar(args) => {
+            appliance::cli::proxy::run_sidecar(args, shutdown_on_signal()).await?;
+            Ok(0)
+        }
         Command::Ctl(args) => appliance::cli::ctl::run(args).await,
     }
 }

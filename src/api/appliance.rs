@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::ops::blocking;
 use super::request::Signed;
 use super::AppState;
-use crate::model::{ApiError, Identity};
+use crate::compile::{compile, ConfigError, Endpoints, Snapshot};
+use crate::model::{ApiError, Identity, Spec};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -23,6 +24,7 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/appliance/v1/certificates", post(request_certificate))
         .route("/appliance/v1/identities/revoke", post(revoke_identity))
+        .route("/appliance/v1/compile", get(compile_config))
 }
 
 fn now() -> time::OffsetDateTime {
@@ -124,5 +126,50 @@ async fn revoke_identity(
     blocking(move || ca.revoke_identity(&id).map_err(ca_error)).await?;
     Ok(Json(
         json!({ "Identity": identity.to_string(), "Revoked": true }),
+    ))
+}
+
+/// The ProxyConfig one proxy gets: Envoy's config_dump for an appliance proxy, and the file
+/// `appliance gateway --config` runs from. `endpoint=NODE=HOST:PORT` (repeatable) stands in
+/// for the registry of connected sidecars.
+async fn compile_config(
+    State(state): State<AppState>,
+    req: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let raw = req
+        .query
+        .get("identity")
+        .ok_or_else(|| ApiError::bad_request("identity: missing required query parameter"))?;
+    let identity = Identity::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut endpoints = Endpoints::new();
+    for (k, v) in url::form_urlencoded::parse(req.raw_query().as_bytes()) {
+        if k == "endpoint" {
+            let (node, addr) = v.split_once('=').ok_or_else(|| {
+                ApiError::bad_request(format!("endpoint: {v:?} is not NODE=HOST:PORT"))
+            })?;
+            endpoints
+                .entry(node.to_owned())
+                .or_default()
+                .push(addr.to_owned());
+        }
+    }
+    let store = state.store.clone();
+    let mesh = identity.mesh.clone();
+    let (records, version) =
+        blocking(move || Ok((store.mesh_snapshot(&mesh)?, store.version()))).await?;
+    let mut items = Vec::with_capacity(records.len());
+    for r in records {
+        let spec = Spec::parse(r.id.kind, Some(&r.row.spec)).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!("stored {} no longer parses: {e}", r.id))
+        })?;
+        items.push((r.id, spec));
+    }
+    let snapshot = Snapshot::new(&identity.mesh, items);
+    let config = compile(&snapshot, &identity, &endpoints, version).map_err(|e| match e {
+        ConfigError::Missing(m) => ApiError::NotFound(m),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    Ok(Json(
+        serde_json::to_value(config).map_err(ApiError::internal)?,
     ))
 }

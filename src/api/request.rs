@@ -21,6 +21,7 @@ pub const MAX_BODY: usize = 1 << 20;
 const DRAIN_LIMIT: u64 = 64 << 20;
 
 pub struct Signed {
+    raw_query: String,
     pub params: HashMap<String, String>,
     pub query: HashMap<String, String>,
     pub body: Bytes,
@@ -79,6 +80,7 @@ impl FromRequest<AppState> for Signed {
             })
             .unwrap_or_default();
         Ok(Signed {
+            raw_query: parts.uri.query().unwrap_or("").to_owned(),
             params,
             query,
             body,
@@ -99,6 +101,11 @@ fn too_large(len: u64) -> ApiError {
 }
 
 impl Signed {
+    /// The query string as received, for parameters that repeat.
+    pub fn raw_query(&self) -> &str {
+        &self.raw_query
+    }
+
     /// The body as a JSON object; an empty body is `{}`.
     pub fn json(&self) -> Result<Value, ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {

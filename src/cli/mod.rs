@@ -4,6 +4,7 @@
 pub mod control;
 pub mod ctl;
 pub mod notify;
+pub mod proxy;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the control plane: store, App Mesh API, private CA.
     Control(control::ControlArgs),
+    /// Run a virtual gateway's proxy (ingress).
+    Gateway(proxy::GatewayArgs),
+    /// Run a virtual node's sidecar proxy.
+    Sidecar(proxy::SidecarArgs),
     /// The `aws appmesh` commands (and the appliance's own) against a control plane.
     Ctl(ctl::CtlArgs),
 }

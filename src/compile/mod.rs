@@ -424,3 +424,9 @@ pub const INPUT_KINDS: [ResourceKind; 6] = [
 
 #[cfg(test)]
 mod tests;
+
+/// Fixtures other modules' tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::walkthrough;
+}

@@ -344,3 +344,153 @@ impl Api {
         Ok((status, kind, json))
     }
 }
+
+/// How a test upstream answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    /// 200 with its name as the body; `/ping` is 200 empty (the walkthrough's colorteller).
+    Color,
+    /// Answers after the given delay.
+    Slow(Duration),
+    /// 503 for every other request, 200 for the rest.
+    Flaky,
+}
+
+/// Test upstream servers on 127.0.0.1, run on their own runtime thread until the process
+/// exits. Each echoes the path and Host it saw in `x-seen-path` / `x-seen-host`.
+pub fn spawn_upstreams(specs: &[(&str, Behaviour)]) -> Vec<std::net::SocketAddr> {
+    let (tx, rx) = mpsc::channel();
+    let specs: Vec<(String, Behaviour)> = specs.iter().map(|(n, b)| (n.to_string(), *b)).collect();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut addrs = Vec::new();
+            for (name, behaviour) in specs {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addrs.push(listener.local_addr().unwrap());
+                let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((tcp, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (name, counter) = (name.clone(), counter.clone());
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(
+                                move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let (name, counter) = (name.clone(), counter.clone());
+                                    async move {
+                                        let path = req.uri().path().to_owned();
+                                        let host = req
+                                            .headers()
+                                            .get("host")
+                                            .and_then(|h| h.to_str().ok())
+                                            .unwrap_or("")
+                                            .to_owned();
+                                        let n = counter
+                                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                        let (status, body) = match behaviour {
+                                            Behaviour::Slow(d) => {
+                                                tokio::time::sleep(d).await;
+                                                (200, name.clone())
+                                            }
+                                            Behaviour::Flaky if n % 2 == 0 => {
+                                                (503, "try again".to_owned())
+                                            }
+                                            _ if path == "/ping" => (200, String::new()),
+                                            _ => (200, name.clone()),
+                                        };
+                                        let resp = hyper::Response::builder()
+                                            .status(status)
+                                            .header("x-seen-path", path)
+                                            .header("x-seen-host", host)
+                                            .body(http_body_util::Full::new(bytes::Bytes::from(
+                                                body,
+                                            )))
+                                            .unwrap();
+                                        Ok::<_, std::convert::Infallible>(resp)
+                                    }
+                                },
+                            );
+                            let _ = hyper_util::server::conn::auto::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                            .await;
+                        });
+                    }
+                });
+            }
+            tx.send(addrs).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("upstreams started")
+}
+
+/// A running proxy (`appliance gateway` or `sidecar`), killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    /// role -> address, for every `listening on` line seen at start.
+    pub addrs: std::collections::HashMap<String, String>,
+}
+
+impl Proxy {
+    /// Starts `appliance <args>` and waits for the listed roles to report their addresses.
+    pub fn start(args: &[&str], roles: &[&str]) -> Proxy {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn appliance proxy");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("APPLIANCE_TEST_LOG").is_some() {
+                    eprintln!("[proxy] {line}");
+                }
+                if let (Some(role), Some(rest)) = (
+                    line.split("role=\"").nth(1),
+                    line.split("listening on ").nth(1),
+                ) {
+                    let role = role.split('"').next().unwrap_or_default().to_owned();
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    tx.send((role, addr)).ok();
+                }
+            }
+        });
+        let mut addrs = std::collections::HashMap::new();
+        while !roles.iter().all(|r| addrs.contains_key(*r)) {
+            let (role, addr) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("proxy did not report its listeners");
+            addrs.insert(role, addr);
+        }
+        Proxy { child, addrs }
+    }
+
+    pub fn url(&self, role: &str, path: &str) -> String {
+        format!("http://{}{path}", self.addrs[role])
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}

@@ -80,6 +80,7 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
         "request-certificate" => &["domain-name", "subject-alternative-names"],
         "rotate-certificate-authority" => &["root"],
         "revoke-identity" => &["identity"],
+        "compile" => &["identity", "endpoint"],
         _ => return Ok(None),
     };
     let flags = match Flags::parse(args, allowed) {
@@ -93,6 +94,7 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
         Ok(f) => f,
         Err(msg) => return Ok(Some(usage_error(&msg))),
     };
+    let compile_path: String;
     let (method, path, body) = match command {
         "describe-certificate-authority" => ("GET", "/appliance/v1/certificate-authority", None),
         "get-ca-bundle" => ("GET", "/appliance/v1/certificate-authority/bundle", None),
@@ -114,6 +116,20 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
             "/appliance/v1/certificate-authority/rotate",
             Some(json!({"Root": flags.has("root")})),
         ),
+        "compile" => {
+            let Some(identity) = flags.one("identity") else {
+                return Ok(Some(usage_error(
+                    "the following arguments are required: --identity",
+                )));
+            };
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("identity", identity);
+            for e in flags.many("endpoint") {
+                q.append_pair("endpoint", &e);
+            }
+            compile_path = format!("/appliance/v1/compile?{}", q.finish());
+            ("GET", compile_path.as_str(), None)
+        }
         _ => {
             let Some(identity) = flags.one("identity") else {
                 return Ok(Some(usage_error(

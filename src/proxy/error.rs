@@ -1,0 +1,65 @@
+//! Every way the proxy itself fails a request, and the one place each becomes a response:
+//! a status, a one-line reason, and `x-appliance-proxy` naming the proxy.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches {0}")]
+    NoRoute(String),
+    #[error("virtual service {service} is not a backend of {identity}")]
+    NotABackend { service: String, identity: String },
+    #[error("virtual service {0} has no provider")]
+    NoProvider(String),
+    #[error("no healthy endpoint in {0}")]
+    NoHealthyEndpoint(String),
+    #[error("upstream {endpoint} of {cluster}: {reason}")]
+    Upstream {
+        cluster: String,
+        endpoint: String,
+        reason: String,
+    },
+    #[error("upstream did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ProxyError::NotABackend { .. } => StatusCode::FORBIDDEN,
+            ProxyError::NoProvider(_) | ProxyError::NoHealthyEndpoint(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn into_response(self, proxy: &str) -> Response<Body> {
+        let mut resp = Response::new(full(format!("{self}\n")));
+        *resp.status_mut() = self.status();
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(proxy) {
+            headers.insert("x-appliance-proxy", v);
+        }
+        resp
+    }
+}
+
+pub fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}

@@ -1,0 +1,209 @@
+//! Data plane: listeners, route tables, upstream pools, health checks, metrics. Knows
+//! nothing of the store or the API; it runs a `ProxyConfig` and swaps it atomically.
+
+mod admin;
+mod error;
+mod health;
+mod route_table;
+mod server;
+mod stats;
+mod upstream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio_util::sync::CancellationToken;
+
+pub use admin::serve_admin;
+pub use error::ProxyError;
+pub use route_table::{RequestView, RouteTable};
+pub use server::{serve_listener, Mode};
+
+use crate::compile::{ConfigError, ProxyConfig};
+use stats::{ClusterLabels, RouteLabels, Stats};
+use upstream::{Clients, Cluster};
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One applied config: everything a request needs, swapped as a whole. A request holds its
+/// `Arc<State>` to the end, so in-flight requests finish on the config they started with.
+pub struct State {
+    pub config: Arc<ProxyConfig>,
+    pub table: RouteTable,
+    clusters: HashMap<String, (Arc<Cluster>, CancellationToken)>,
+    /// route -> cluster -> responses by status class.
+    responses: HashMap<String, HashMap<String, [Counter; 5]>>,
+    latency: HashMap<String, Histogram>,
+    clients: Clients,
+}
+
+impl State {
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name).map(|(c, _)| c)
+    }
+
+    fn count(&self, route: &str, cluster: &str, status: u16) {
+        let idx = CLASSES
+            .iter()
+            .position(|c| *c == stats::class(status))
+            .unwrap_or(4);
+        if let Some(c) = self.responses.get(route).and_then(|m| m.get(cluster)) {
+            c[idx].inc();
+        }
+    }
+
+    fn observe(&self, cluster: &str, seconds: f64) {
+        if let Some(h) = self.latency.get(cluster) {
+            h.observe(seconds);
+        }
+    }
+}
+
+/// The client for a cluster's protocol.
+fn upstream_client<'a>(
+    state: &'a State,
+    cluster: &Cluster,
+) -> &'a hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    error::Body,
+> {
+    state.clients.for_protocol(cluster.config.protocol)
+}
+
+/// A running proxy: its current config, shared clients and metrics.
+pub struct Runtime {
+    /// `mesh/M/virtualNode/N`, for error responses and logs.
+    pub identity: String,
+    state: ArcSwap<State>,
+    clients: Clients,
+    pub stats: Arc<Stats>,
+    /// Stops every health checker when the proxy stops.
+    shutdown: CancellationToken,
+}
+
+impl Runtime {
+    pub fn new(
+        config: ProxyConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Runtime>, ConfigError> {
+        let clients = Clients::new();
+        let stats = Arc::new(Stats::new());
+        let identity = config.identity.to_string();
+        let state = build_state(config, None, &clients, &stats, &shutdown)?;
+        Ok(Arc::new(Runtime {
+            identity,
+            state: ArcSwap::from_pointee(state),
+            clients,
+            stats,
+            shutdown,
+        }))
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    pub fn config(&self) -> Arc<ProxyConfig> {
+        self.state.load().config.clone()
+    }
+
+    /// Checks a new config and swaps it in; on error the running config stays.
+    pub fn apply(&self, config: ProxyConfig) -> Result<(), ConfigError> {
+        if config.identity.to_string() != self.identity {
+            return Err(ConfigError::Invalid(format!(
+                "config is for {}, this proxy is {}",
+                config.identity, self.identity
+            )));
+        }
+        let old = self.state.load_full();
+        let next = build_state(
+            config,
+            Some(&old),
+            &self.clients,
+            &self.stats,
+            &self.shutdown,
+        )?;
+        // Clusters the new config no longer has, or has changed, stop their health checks.
+        for (name, (cluster, stop)) in &old.clusters {
+            if !next
+                .clusters
+                .get(name)
+                .is_some_and(|(c, _)| Arc::ptr_eq(c, cluster))
+            {
+                stop.cancel();
+            }
+        }
+        tracing::info!(version = next.config.version, "config applied");
+        self.state.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+fn build_state(
+    config: ProxyConfig,
+    old: Option<&State>,
+    clients: &Clients,
+    stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
+) -> Result<State, ConfigError> {
+    config.check()?;
+    let table = RouteTable::new(&config)?;
+    let mut clusters = HashMap::new();
+    let mut latency = HashMap::new();
+    for (name, cfg) in &config.clusters {
+        let reused = old
+            .and_then(|o| o.clusters.get(name))
+            .filter(|(c, _)| c.config == *cfg);
+        let entry = match reused {
+            Some((c, stop)) => (c.clone(), stop.clone()),
+            None => {
+                let cluster = Arc::new(Cluster::new(name, cfg));
+                let stop = shutdown.child_token();
+                health::spawn(&cluster, clients, stats, stop.clone());
+                (cluster, stop)
+            }
+        };
+        clusters.insert(name.clone(), entry);
+        latency.insert(
+            name.clone(),
+            stats
+                .latency
+                .get_or_create(&ClusterLabels {
+                    cluster: name.clone(),
+                })
+                .clone(),
+        );
+    }
+    let mut responses: HashMap<String, HashMap<String, [Counter; 5]>> = HashMap::new();
+    for s in config.services.values() {
+        for r in &s.routes {
+            for t in &r.targets {
+                let counters = CLASSES.map(|class| {
+                    stats
+                        .responses
+                        .get_or_create(&RouteLabels {
+                            route: r.name.clone(),
+                            cluster: t.cluster.clone(),
+                            class: class.to_owned(),
+                        })
+                        .clone()
+                });
+                responses
+                    .entry(r.name.clone())
+                    .or_default()
+                    .insert(t.cluster.clone(), counters);
+            }
+        }
+    }
+    Ok(State {
+        config: Arc::new(config),
+        table,
+        clusters,
+        responses,
+        latency,
+        clients: clients.clone(),
+    })
+}

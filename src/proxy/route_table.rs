@@ -1,0 +1,470 @@
+//! Route matching, as App Mesh's Envoy did it: gateway routes pick a virtual service, a
+//! service's routes pick weighted clusters. Pure: a `RouteTable` is built once per config
+//! (regexes compiled then) and matching touches no I/O and allocates nothing.
+
+use std::collections::HashMap;
+
+use http::{HeaderMap, Method};
+use regex::Regex;
+
+use crate::compile::{
+    ConfigError, GatewayRouteConfig, ListenerRole, ProxyConfig, RouteConfig, WeightedCluster,
+};
+use crate::model::spec::{
+    DefaultGatewayRouteRewrite, HeaderMatchMethod, HttpGatewayRouteMatch, HttpPathMatch,
+    HttpQueryParameter, HttpRouteHeader, HttpRouteMatch,
+};
+
+/// What matching looks at in a request.
+pub struct RequestView<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The host without a port.
+    pub host: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+enum ValueMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Regex(Regex),
+    /// `start` inclusive, `end` exclusive.
+    Range(i64, i64),
+}
+
+impl ValueMatch {
+    fn matches(&self, v: &str) -> bool {
+        match self {
+            ValueMatch::Exact(e) => v == e,
+            ValueMatch::Prefix(p) => v.starts_with(p.as_str()),
+            ValueMatch::Suffix(s) => v.ends_with(s.as_str()),
+            ValueMatch::Regex(r) => r.is_match(v),
+            ValueMatch::Range(start, end) => {
+                v.parse::<i64>().is_ok_and(|n| n >= *start && n < *end)
+            }
+        }
+    }
+}
+
+/// Anchors a regex so it must match the whole value, as Envoy's safe_regex does.
+fn full_regex(field: &str, pattern: &str) -> Result<Regex, ConfigError> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        ConfigError::Invalid(format!("{field}: {pattern:?} is not a valid regex: {e}"))
+    })
+}
+
+struct HeaderMatcher {
+    name: http::HeaderName,
+    invert: bool,
+    value: Option<ValueMatch>,
+}
+
+impl HeaderMatcher {
+    fn new(h: &HttpRouteHeader) -> Result<HeaderMatcher, ConfigError> {
+        let name = http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| ConfigError::Invalid(format!("header name {:?} is not valid", h.name)))?;
+        let value = match &h.r#match {
+            None => None,
+            Some(HeaderMatchMethod::Exact(v)) => Some(ValueMatch::Exact(v.clone())),
+            Some(HeaderMatchMethod::Prefix(v)) => Some(ValueMatch::Prefix(v.clone())),
+            Some(HeaderMatchMethod::Suffix(v)) => Some(ValueMatch::Suffix(v.clone())),
+            Some(HeaderMatchMethod::Regex(v)) => {
+                Some(ValueMatch::Regex(full_regex("header regex", v)?))
+            }
+            Some(HeaderMatchMethod::Range(r)) => Some(ValueMatch::Range(r.start, r.end)),
+        };
+        Ok(HeaderMatcher {
+            name,
+            invert: h.invert.unwrap_or(false),
+            value,
+        })
+    }
+
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        let hit = match headers.get(&self.name).map(|v| v.to_str()) {
+            Some(Ok(v)) => self.value.as_ref().is_none_or(|m| m.matches(v)),
+            Some(Err(_)) => false,
+            None => false,
+        };
+        hit != self.invert
+    }
+}
+
+/// The request-side conditions shared by routes and gateway routes.
+struct Matcher {
+    prefix: Option<String>,
+    exact: Option<String>,
+    regex: Option<Regex>,
+    method: Option<Method>,
+    headers: Vec<HeaderMatcher>,
+    query: Vec<(String, Option<String>)>,
+    host_exact: Option<String>,
+    host_suffix: Option<String>,
+}
+
+impl Matcher {
+    fn new(
+        prefix: Option<&String>,
+        path: Option<&HttpPathMatch>,
+        method: Option<&str>,
+        headers: Option<&Vec<HttpRouteHeader>>,
+        query: Option<&Vec<HttpQueryParameter>>,
+    ) -> Result<Matcher, ConfigError> {
+        Ok(Matcher {
+            prefix: prefix.cloned(),
+            exact: path.and_then(|p| p.exact.clone()),
+            regex: path
+                .and_then(|p| p.regex.as_deref())
+                .map(|r| full_regex("path regex", r))
+                .transpose()?,
+            method: method
+                .map(|m| Method::from_bytes(m.as_bytes()))
+                .transpose()
+                .map_err(|_| ConfigError::Invalid("bad method".into()))?,
+            headers: headers
+                .into_iter()
+                .flatten()
+                .map(HeaderMatcher::new)
+                .collect::<Result<_, _>>()?,
+            query: query
+                .into_iter()
+                .flatten()
+                .map(|q| {
+                    (
+                        q.name.clone(),
+                        q.r#match.as_ref().and_then(|m| m.exact.clone()),
+                    )
+                })
+                .collect(),
+            host_exact: None,
+            host_suffix: None,
+        })
+    }
+
+    fn matches(&self, req: &RequestView) -> bool {
+        if let Some(p) = &self.prefix {
+            if !req.path.starts_with(p.as_str()) {
+                return false;
+            }
+        }
+        if self.exact.as_deref().is_some_and(|e| e != req.path) {
+            return false;
+        }
+        if self.regex.as_ref().is_some_and(|r| !r.is_match(req.path)) {
+            return false;
+        }
+        if self.method.as_ref().is_some_and(|m| m != req.method) {
+            return false;
+        }
+        if self
+            .host_exact
+            .as_deref()
+            .is_some_and(|h| !h.eq_ignore_ascii_case(req.host))
+        {
+            return false;
+        }
+        if let Some(s) = &self.host_suffix {
+            let host = req.host.as_bytes();
+            if host.len() < s.len()
+                || !host[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            {
+                return false;
+            }
+        }
+        if !self.headers.iter().all(|h| h.matches(req.headers)) {
+            return false;
+        }
+        self.query.iter().all(|(name, want)| {
+            let mut pairs = url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes());
+            pairs.any(|(k, v)| k == name.as_str() && want.as_deref().is_none_or(|w| v == w))
+        })
+    }
+}
+
+/// One gateway route, ready to match.
+pub struct GatewayRoute {
+    pub name: String,
+    pub service: String,
+    matcher: Matcher,
+    rewrite_host: bool,
+    prefix_rewrite: PrefixRewrite,
+    path_rewrite: Option<String>,
+}
+
+enum PrefixRewrite {
+    /// App Mesh's default: the matched prefix becomes `/`.
+    Default,
+    Value(String),
+    Keep,
+}
+
+impl GatewayRoute {
+    fn new(r: &GatewayRouteConfig) -> Result<GatewayRoute, ConfigError> {
+        let m: &HttpGatewayRouteMatch = &r.r#match;
+        let mut matcher = Matcher::new(
+            m.prefix.as_ref(),
+            m.path.as_ref(),
+            m.method.map(|x| x.as_str()),
+            m.headers.as_ref(),
+            m.query_parameters.as_ref(),
+        )?;
+        if let Some(h) = &m.hostname {
+            matcher.host_exact = h.exact.clone();
+            matcher.host_suffix = h.suffix.clone();
+        }
+        let rw = r.rewrite.as_ref();
+        let rewrite_host = rw
+            .and_then(|w| w.hostname.as_ref())
+            .and_then(|h| h.default_target_hostname)
+            != Some(DefaultGatewayRouteRewrite::Disabled);
+        let prefix_rewrite = match rw.and_then(|w| w.prefix.as_ref()) {
+            Some(p) if p.value.is_some() => {
+                PrefixRewrite::Value(p.value.clone().unwrap_or_default())
+            }
+            Some(p) if p.default_prefix == Some(DefaultGatewayRouteRewrite::Disabled) => {
+                PrefixRewrite::Keep
+            }
+            _ => PrefixRewrite::Default,
+        };
+        Ok(GatewayRoute {
+            name: r.name.clone(),
+            service: r.service.clone(),
+            matcher,
+            rewrite_host,
+            prefix_rewrite,
+            path_rewrite: rw
+                .and_then(|w| w.path.as_ref())
+                .and_then(|p| p.exact.clone()),
+        })
+    }
+
+    /// The path the upstream sees, after App Mesh's rewrite rules.
+    pub fn rewrite_path(&self, path: &str) -> String {
+        if let Some(exact) = &self.path_rewrite {
+            return exact.clone();
+        }
+        match (&self.matcher.prefix, &self.prefix_rewrite) {
+            (Some(prefix), PrefixRewrite::Default) => {
+                let rest = &path[prefix.len().min(path.len())..];
+                format!("/{}", rest.trim_start_matches('/'))
+            }
+            (Some(prefix), PrefixRewrite::Value(v)) => {
+                format!("{v}{}", &path[prefix.len().min(path.len())..])
+            }
+            _ => path.to_owned(),
+        }
+    }
+
+    /// Whether the Host header becomes the target virtual service's name.
+    pub fn rewrites_host(&self) -> bool {
+        self.rewrite_host
+    }
+}
+
+/// One route of a virtual service, ready to match.
+pub struct Route {
+    pub name: String,
+    pub config: RouteConfig,
+    matcher: Matcher,
+    total_weight: u32,
+}
+
+impl Route {
+    fn new(r: &RouteConfig) -> Result<Route, ConfigError> {
+        let m: &HttpRouteMatch = &r.r#match;
+        let matcher = Matcher::new(
+            m.prefix.as_ref(),
+            m.path.as_ref(),
+            m.method.map(|x| x.as_str()),
+            m.headers.as_ref(),
+            m.query_parameters.as_ref(),
+        )?;
+        Ok(Route {
+            name: r.name.clone(),
+            total_weight: r.targets.iter().map(|t| t.weight).sum(),
+            config: r.clone(),
+            matcher,
+        })
+    }
+
+    /// Picks a target by weight; `roll` is uniform in `0..u32::MAX`. Zero-weight targets
+    /// never win; a route whose weights are all zero has no target.
+    pub fn pick_target(&self, roll: u32) -> Option<&WeightedCluster> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        let mut point = roll % self.total_weight;
+        for t in &self.config.targets {
+            if point < t.weight {
+                return Some(t);
+            }
+            point -= t.weight;
+        }
+        None
+    }
+}
+
+/// The matchable form of a whole `ProxyConfig`.
+pub struct RouteTable {
+    /// Listener port (as configured) -> gateway routes in match order.
+    pub gateway: HashMap<u16, Vec<GatewayRoute>>,
+    /// Virtual service name -> routes in match order.
+    pub services: HashMap<String, Vec<Route>>,
+}
+
+impl RouteTable {
+    pub fn new(config: &ProxyConfig) -> Result<RouteTable, ConfigError> {
+        let mut gateway = HashMap::new();
+        for l in &config.listeners {
+            if let ListenerRole::Gateway { routes } = &l.role {
+                gateway.insert(
+                    l.port,
+                    routes
+                        .iter()
+                        .map(GatewayRoute::new)
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+        }
+        let mut services = HashMap::new();
+        for (name, s) in &config.services {
+            services.insert(
+                name.clone(),
+                s.routes
+                    .iter()
+                    .map(Route::new)
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(RouteTable { gateway, services })
+    }
+
+    pub fn match_gateway(&self, port: u16, req: &RequestView) -> Option<&GatewayRoute> {
+        self.gateway
+            .get(&port)?
+            .iter()
+            .find(|r| r.matcher.matches(req))
+    }
+
+    /// `None` if the service is unknown; `Some(None)` if it is known but no route matches.
+    pub fn match_service(&self, service: &str, req: &RequestView) -> Option<Option<&Route>> {
+        let routes = self.services.get(service)?;
+        Some(routes.iter().find(|r| r.matcher.matches(req)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{compile, Endpoints};
+    use crate::model::Identity;
+
+    fn table() -> RouteTable {
+        let snap = crate::compile::tests_support::walkthrough();
+        let id = Identity::parse("mesh/ColorApp/virtualGateway/colorgateway-vg").unwrap();
+        RouteTable::new(&compile(&snap, &id, &Endpoints::new(), 1).unwrap()).unwrap()
+    }
+
+    fn view<'a>(path: &'a str, headers: &'a HeaderMap) -> RequestView<'a> {
+        RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            host: "gw.example",
+            headers,
+        }
+    }
+
+    #[test]
+    fn gateway_routes_pick_the_virtual_service_by_prefix() {
+        let t = table();
+        let h = HeaderMap::new();
+        for (path, want) in [
+            (
+                "/color1/tell",
+                Some("colorteller-1.default.svc.cluster.local"),
+            ),
+            ("/color2", Some("colorteller-2.default.svc.cluster.local")),
+            ("/other", None),
+        ] {
+            assert_eq!(
+                t.match_gateway(9080, &view(path, &h))
+                    .map(|r| r.service.as_str()),
+                want,
+                "GET {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_matched_prefix_becomes_slash_by_default() {
+        let t = table();
+        let h = HeaderMap::new();
+        let gr = t.match_gateway(9080, &view("/color1/tell", &h)).unwrap();
+        assert_eq!(gr.rewrite_path("/color1/tell"), "/tell");
+        assert_eq!(gr.rewrite_path("/color1"), "/");
+        assert!(gr.rewrites_host());
+        let route = t
+            .match_service(&gr.service, &view("/tell", &h))
+            .unwrap()
+            .unwrap();
+        assert_eq!(route.name, "colorteller-vr-1/colorteller-route-1");
+        assert!(t
+            .match_service(&gr.service, &view("/nope", &h))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn weights_split_evenly_over_the_roll_space() {
+        let t = table();
+        let h = HeaderMap::new();
+        let route = t
+            .match_service(
+                "colorteller-1.default.svc.cluster.local",
+                &view("/tell", &h),
+            )
+            .unwrap()
+            .unwrap();
+        let white = (0..1000u32)
+            .filter(|r| route.pick_target(*r).unwrap().cluster.contains("white"))
+            .count();
+        assert_eq!(white, 500);
+    }
+
+    #[test]
+    fn header_matches_honour_every_method_and_invert() {
+        let mk = |m: HeaderMatchMethod, invert: bool| {
+            HeaderMatcher::new(&HttpRouteHeader {
+                name: "X-Tier".into(),
+                invert: Some(invert),
+                r#match: Some(m),
+            })
+            .unwrap()
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-tier", "gold-42".parse().unwrap());
+        assert!(mk(HeaderMatchMethod::Exact("gold-42".into()), false).matches(&h));
+        assert!(mk(HeaderMatchMethod::Prefix("gold".into()), false).matches(&h));
+        assert!(mk(HeaderMatchMethod::Suffix("-42".into()), false).matches(&h));
+        assert!(mk(HeaderMatchMethod::Regex("gold-[0-9]+".into()), false).matches(&h));
+        assert!(
+            !mk(HeaderMatchMethod::Regex("gold".into()), false).matches(&h),
+            "regexes match the whole value"
+        );
+        assert!(mk(HeaderMatchMethod::Exact("silver".into()), true).matches(&h));
+        h.insert("x-tier", "7".parse().unwrap());
+        assert!(mk(
+            HeaderMatchMethod::Range(crate::model::spec::MatchRange { start: 5, end: 8 }),
+            false
+        )
+        .matches(&h));
+        assert!(!mk(
+            HeaderMatchMethod::Range(crate::model::spec::MatchRange { start: 8, end: 9 }),
+            false
+        )
+        .matches(&h));
+    }
+}

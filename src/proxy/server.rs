@@ -1,0 +1,438 @@
+//! Listeners and the request path. One accept loop per socket; each request goes
+//! match -> pick target -> pick endpoint -> forward (with timeout and retries) -> respond,
+//! and every failure of the proxy's own becomes a response in `error.rs`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{Body, ProxyError};
+use super::route_table::{RequestView, Route};
+use super::{Runtime, State};
+
+/// Bodies up to this size are buffered so a failed try can be retried; larger ones stream
+/// and are not retried.
+const MAX_RETRY_BODY: u64 = 64 * 1024;
+/// In-flight requests get this long to finish after shutdown is requested.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What a listener does with its requests.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// A virtual gateway listener (its configured port picks the gateway routes).
+    Gateway { port: u16 },
+    /// A sidecar's inbound listener: everything to the local app.
+    Inbound {
+        app: String,
+        per_request_timeout_ms: u64,
+    },
+    /// A sidecar's egress listener: routed by the virtual service named in Host.
+    Egress,
+}
+
+/// Accepts connections on `listener` until `shutdown`, then drains.
+pub async fn serve_listener(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    mode: Mode,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let mode = Arc::new(mode);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (rt, mode) = (runtime.clone(), mode.clone());
+        let gauge = runtime.stats.active_connections.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (rt, mode) = (rt.clone(), mode.clone());
+            async move { Ok::<_, Infallible>(handle(rt, &mode, req).await) }
+        });
+        let conn = auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .into_owned();
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            gauge.inc();
+            let _ = watched.await;
+            gauge.dec();
+        });
+    }
+    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain deadline passed; closing open connections");
+    }
+}
+
+fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
+    let raw = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    // Strip a port, leaving IPv6 brackets alone.
+    match raw.rfind(':') {
+        Some(i) if !raw[i..].contains(']') => &raw[..i],
+        _ => raw,
+    }
+}
+
+async fn handle(rt: Arc<Runtime>, mode: &Mode, req: Request<Incoming>) -> Response<Body> {
+    let state = rt.state();
+    let result = match mode {
+        Mode::Gateway { port } => gateway(&state, *port, req).await,
+        Mode::Egress => egress(&rt, &state, req).await,
+        Mode::Inbound {
+            app,
+            per_request_timeout_ms,
+        } => inbound(app, *per_request_timeout_ms, &rt, req).await,
+    };
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(proxy = %rt.identity, error = %e, "request failed in the proxy");
+            rt.stats
+                .local_errors
+                .get_or_create(&super::stats::ErrorLabels {
+                    reason: reason_label(&e).to_owned(),
+                })
+                .inc();
+            e.into_response(&rt.identity)
+        }
+    }
+}
+
+fn reason_label(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::NoRoute(_) => "no_route",
+        ProxyError::NotABackend { .. } => "not_a_backend",
+        ProxyError::NoProvider(_) => "no_provider",
+        ProxyError::NoHealthyEndpoint(_) => "no_healthy_endpoint",
+        ProxyError::Upstream { .. } => "upstream",
+        ProxyError::Timeout(_) => "timeout",
+        ProxyError::BadRequest(_) => "bad_request",
+    }
+}
+
+async fn gateway(
+    state: &State,
+    port: u16,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let host = host_of(&parts.uri, &parts.headers).to_owned();
+    let view = RequestView {
+        method: &parts.method,
+        path: &path,
+        query: query.as_deref(),
+        host: &host,
+        headers: &parts.headers,
+    };
+    let gr = state
+        .table
+        .match_gateway(port, &view)
+        .ok_or_else(|| ProxyError::NoRoute(format!("{} {path}", parts.method)))?;
+    let new_path = gr.rewrite_path(&path);
+    let new_host = if gr.rewrites_host() {
+        gr.service.clone()
+    } else {
+        host.clone()
+    };
+    if let Ok(v) = HeaderValue::from_str(&new_host) {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    let view = RequestView {
+        method: &parts.method,
+        path: &new_path,
+        query: query.as_deref(),
+        host: &new_host,
+        headers: &parts.headers,
+    };
+    let route = service_route(state, &gr.service, &view)?;
+    forward(state, route, parts, body, &new_path, query.as_deref()).await
+}
+
+fn service_route<'a>(
+    state: &'a State,
+    service: &str,
+    view: &RequestView,
+) -> Result<&'a Route, ProxyError> {
+    match state.table.match_service(service, view) {
+        None => Err(ProxyError::NoProvider(service.to_owned())),
+        Some(None)
+            if state
+                .config
+                .services
+                .get(service)
+                .is_some_and(|s| s.routes.is_empty()) =>
+        {
+            Err(ProxyError::NoProvider(service.to_owned()))
+        }
+        Some(None) => Err(ProxyError::NoRoute(format!(
+            "{} {} on {service}",
+            view.method, view.path
+        ))),
+        Some(Some(r)) => Ok(r),
+    }
+}
+
+async fn egress(
+    rt: &Runtime,
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let service = host_of(&parts.uri, &parts.headers).to_owned();
+    if service.is_empty() {
+        return Err(ProxyError::BadRequest(
+            "no Host header naming a virtual service".into(),
+        ));
+    }
+    if !state.config.services.contains_key(&service) {
+        return Err(ProxyError::NotABackend {
+            service,
+            identity: rt.identity.clone(),
+        });
+    }
+    let view = RequestView {
+        method: &parts.method,
+        path: &path,
+        query: query.as_deref(),
+        host: &service,
+        headers: &parts.headers,
+    };
+    let route = service_route(state, &service, &view)?;
+    forward(state, route, parts, body, &path, query.as_deref()).await
+}
+
+async fn inbound(
+    app: &str,
+    timeout_ms: u64,
+    rt: &Runtime,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    parts.uri = format!("http://{app}{pq}")
+        .parse()
+        .map_err(|_| ProxyError::BadRequest("bad request target".into()))?;
+    strip_hop_by_hop(&mut parts.headers);
+    let req = Request::from_parts(parts, body.boxed());
+    let send = rt.clients.h1.request(req);
+    let resp = match tokio::time::timeout(Duration::from_millis(timeout_ms), send).await {
+        Err(_) => return Err(ProxyError::Timeout(timeout_ms)),
+        Ok(Err(e)) => {
+            return Err(ProxyError::Upstream {
+                cluster: "local app".into(),
+                endpoint: app.to_owned(),
+                reason: error_chain(&e),
+            })
+        }
+        Ok(Ok(r)) => r,
+    };
+    Ok(finish(resp))
+}
+
+/// The request's body, buffered when small so a retry can resend it.
+enum Payload {
+    Buffered(Bytes),
+    Streaming(Option<Incoming>),
+}
+
+async fn payload(headers: &HeaderMap, body: Incoming) -> Result<Payload, ProxyError> {
+    let len = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    match (len, chunked) {
+        (Some(n), false) if n <= MAX_RETRY_BODY => {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ProxyError::BadRequest(format!("reading the request body: {e}")))?
+                .to_bytes();
+            Ok(Payload::Buffered(bytes))
+        }
+        (None, false) => Ok(Payload::Buffered(Bytes::new())),
+        _ => Ok(Payload::Streaming(Some(body))),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    text
+}
+
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+async fn forward(
+    state: &State,
+    route: &Route,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ProxyError> {
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key("x-request-id") {
+        if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            parts.headers.insert("x-request-id", v);
+        }
+    }
+    let mut payload = payload(&parts.headers, body).await?;
+    let retry = &route.config.retry;
+    let retryable = matches!(payload, Payload::Buffered(_));
+    let tries = if retryable { 1 + retry.max_retries } else { 1 };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(route.config.per_request_timeout_ms);
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut last_failed: Option<String> = None;
+    let mut last_error = None;
+    for attempt in 0..tries {
+        let target = route
+            .pick_target(rand::random::<u32>())
+            .ok_or_else(|| ProxyError::NoProvider(route.name.clone()))?;
+        let cluster = state
+            .cluster(&target.cluster)
+            .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;
+        let endpoint = cluster
+            .pick(last_failed.as_deref())
+            .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;
+        let body: Body = match &mut payload {
+            Payload::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
+            Payload::Streaming(b) => match b.take() {
+                Some(b) => b.boxed(),
+                None => break,
+            },
+        };
+        let mut req = Request::builder()
+            .method(parts.method.clone())
+            .version(http::Version::HTTP_11);
+        if let Some(h) = req.headers_mut() {
+            *h = parts.headers.clone();
+        }
+        let uri = format!("http://{}{pq}", endpoint.address);
+        let req = req
+            .uri(uri)
+            .body(body)
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let now = tokio::time::Instant::now();
+        let mut budget = deadline.saturating_duration_since(now);
+        if retry.per_retry_timeout_ms > 0 {
+            budget = budget.min(Duration::from_millis(retry.per_retry_timeout_ms));
+        }
+        let client = super::upstream_client(state, cluster);
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(budget, client.request(req)).await;
+        let more = attempt + 1 < tries;
+        match outcome {
+            Err(_) if tokio::time::Instant::now() >= deadline || !more => {
+                return Err(ProxyError::Timeout(route.config.per_request_timeout_ms));
+            }
+            Err(_) => {
+                last_failed = Some(endpoint.address.clone());
+            }
+            Ok(Err(e)) => {
+                let reason = error_chain(&e);
+                if more && retry.connection_errors {
+                    tracing::debug!(endpoint = %endpoint.address, %reason, "retrying after a connection failure");
+                    last_failed = Some(endpoint.address.clone());
+                    last_error = Some((target.cluster.clone(), endpoint.address.clone(), reason));
+                } else {
+                    return Err(ProxyError::Upstream {
+                        cluster: target.cluster.clone(),
+                        endpoint: endpoint.address.clone(),
+                        reason,
+                    });
+                }
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                state.observe(&target.cluster, started.elapsed().as_secs_f64());
+                if more && retry.statuses.contains(&status) {
+                    state.count(&route.name, &target.cluster, status);
+                    last_failed = Some(endpoint.address.clone());
+                    // Drain so the connection can be reused.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), resp.into_body().collect())
+                            .await;
+                    continue;
+                }
+                state.count(&route.name, &target.cluster, status);
+                return Ok(finish(resp));
+            }
+        }
+    }
+    match last_error {
+        Some((cluster, endpoint, reason)) => Err(ProxyError::Upstream {
+            cluster,
+            endpoint,
+            reason,
+        }),
+        None => Err(ProxyError::Timeout(route.config.per_request_timeout_ms)),
+    }
+}
+
+fn finish(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}

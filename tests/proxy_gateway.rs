@@ -1,0 +1,392 @@
+//! `appliance gateway` and `appliance sidecar` running configs compiled by the control plane
+//! (`appliance ctl compile`), against real upstream servers on 127.0.0.1.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{spawn_upstreams, Api, Behaviour, Control, Proxy};
+
+const D: &str = "default.svc.cluster.local";
+
+fn ok(api: &Api, method: &str, path: &str, body: String) {
+    let (s, _, b) = api.call(method, path, Some(&body));
+    assert_eq!(s, 200, "{path}: {b}");
+}
+
+/// The walkthrough mesh (without TLS), plus `extra` routes on router 1.
+fn walkthrough(api: &Api, route1: &str) {
+    ok(
+        api,
+        "PUT",
+        "/v20190125/meshes",
+        r#"{"meshName":"ColorApp"}"#.into(),
+    );
+    for color in ["white", "blue", "black", "red"] {
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualNodes",
+            format!(
+                r#"{{"virtualNodeName":"colorteller-{color}-vn","spec":{{"listeners":[{{"portMapping":{{"port":9080,"protocol":"http"}},"healthCheck":{{"healthyThreshold":2,"intervalMillis":5000,"path":"/ping","protocol":"http","timeoutMillis":2000,"unhealthyThreshold":2}}}}],"serviceDiscovery":{{"dns":{{"hostname":"colorteller-{color}.{D}"}}}},"backends":[{{"virtualService":{{"virtualServiceName":"colorteller-2.{D}"}}}}]}}}}"#
+            ),
+        );
+    }
+    for (i, a, b) in [(1, "white", "blue"), (2, "black", "red")] {
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualRouters",
+            format!(
+                r#"{{"virtualRouterName":"colorteller-vr-{i}","spec":{{"listeners":[{{"portMapping":{{"port":9080,"protocol":"http"}}}}]}}}}"#
+            ),
+        );
+        let spec = if i == 1 && !route1.is_empty() {
+            route1.to_owned()
+        } else {
+            format!(
+                r#"{{"httpRoute":{{"match":{{"prefix":"/tell"}},"action":{{"weightedTargets":[{{"virtualNode":"colorteller-{a}-vn","weight":1}},{{"virtualNode":"colorteller-{b}-vn","weight":1}}]}}}}}}"#
+            )
+        };
+        ok(
+            api,
+            "PUT",
+            &format!("/v20190125/meshes/ColorApp/virtualRouter/colorteller-vr-{i}/routes"),
+            format!(r#"{{"routeName":"colorteller-route-{i}","spec":{spec}}}"#),
+        );
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualServices",
+            format!(
+                r#"{{"virtualServiceName":"colorteller-{i}.{D}","spec":{{"provider":{{"virtualRouter":{{"virtualRouterName":"colorteller-vr-{i}"}}}}}}}}"#
+            ),
+        );
+    }
+    ok(api, "PUT", "/v20190125/meshes/ColorApp/virtualGateways", r#"{"virtualGatewayName":"colorgateway-vg","spec":{"listeners":[{"portMapping":{"port":9080,"protocol":"http"}}]}}"#.into());
+    for i in 1..=2 {
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualGateway/colorgateway-vg/gatewayRoutes",
+            format!(
+                r#"{{"gatewayRouteName":"colorgateway-route-{i}","spec":{{"httpRoute":{{"match":{{"prefix":"/color{i}"}},"action":{{"target":{{"virtualService":{{"virtualServiceName":"colorteller-{i}.{D}"}}}}}}}}}}}}"#
+            ),
+        );
+    }
+}
+
+/// Compiles `identity`'s config with the control plane, endpoints pointing at the upstreams.
+fn compile(
+    c: &Control,
+    identity: &str,
+    endpoints: &[(&str, std::net::SocketAddr)],
+    dir: &std::path::Path,
+) -> String {
+    let mut args = vec!["compile".to_owned(), "--identity".into(), identity.into()];
+    for (node, addr) in endpoints {
+        args.push("--endpoint".into());
+        args.push(format!("{node}={addr}"));
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = c.ctl(&a);
+    assert_eq!(out.code, 0, "compile: {}", out.stderr);
+    let path = dir.join(format!("{}.json", identity.replace('/', "_")));
+    std::fs::write(&path, &out.stdout).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+struct Setup {
+    _c: Control,
+    _tmp: tempfile::TempDir,
+    gateway: Proxy,
+}
+
+fn setup(route1: &str, behaviours: [Behaviour; 4]) -> Setup {
+    let c = Control::start();
+    let api = Api::new(&c);
+    walkthrough(&api, route1);
+    let ups = spawn_upstreams(&[
+        ("white", behaviours[0]),
+        ("blue", behaviours[1]),
+        ("black", behaviours[2]),
+        ("red", behaviours[3]),
+    ]);
+    let eps: Vec<(&str, std::net::SocketAddr)> = [
+        "colorteller-white-vn",
+        "colorteller-blue-vn",
+        "colorteller-black-vn",
+        "colorteller-red-vn",
+    ]
+    .into_iter()
+    .zip(ups)
+    .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = compile(
+        &c,
+        "mesh/ColorApp/virtualGateway/colorgateway-vg",
+        &eps,
+        tmp.path(),
+    );
+    let gateway = Proxy::start(
+        &[
+            "gateway",
+            "--config",
+            &cfg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &["gateway", "admin"],
+    );
+    Setup {
+        _c: c,
+        _tmp: tmp,
+        gateway,
+    }
+}
+
+#[test]
+fn gateway_routes_by_prefix_rewrites_and_splits_by_weight() {
+    let s = setup("", [Behaviour::Color; 4]);
+    let http = client();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..2000 {
+        let r = http
+            .get(s.gateway.url("gateway", "/color1/tell"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["x-seen-path"],
+            "/tell",
+            "the matched prefix /color1 becomes /"
+        );
+        assert_eq!(
+            r.headers()["x-seen-host"],
+            format!("colorteller-1.{D}"),
+            "the host becomes the virtual service"
+        );
+        *counts.entry(r.text().unwrap()).or_default() += 1;
+    }
+    let white = counts.get("white").copied().unwrap_or(0) as f64 / 2000.0;
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(
+        (0.45..=0.55).contains(&white),
+        "white got {:.1} % ({counts:?})",
+        white * 100.0
+    );
+    let body = http
+        .get(s.gateway.url("gateway", "/color2/tell"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(body == "black" || body == "red", "{body}");
+    // HTTP/2 with prior knowledge, on the same port.
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(s.gateway.url("gateway", "/color2/tell"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.version()),
+        (200, reqwest::Version::HTTP_2)
+    );
+}
+
+#[test]
+fn no_route_is_a_404_with_a_reason_and_the_proxy_named() {
+    let s = setup("", [Behaviour::Color; 4]);
+    let http = client();
+    let r = http
+        .get(s.gateway.url("gateway", "/nowhere"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.headers()["x-appliance-proxy"],
+        "mesh/ColorApp/virtualGateway/colorgateway-vg"
+    );
+    assert_eq!(r.text().unwrap(), "no route matches GET /nowhere\n");
+    // /color1 matches the gateway route, but router 1 only has /tell.
+    let r = http
+        .get(s.gateway.url("gateway", "/color1/ask"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let stats = http
+        .get(s.gateway.url("admin", "/stats"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        stats.contains("appliance_local_errors_total{reason=\"no_route\"} 2"),
+        "{stats}"
+    );
+    let config: serde_json::Value = http
+        .get(s.gateway.url("admin", "/config"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        config["identity"],
+        "mesh/ColorApp/virtualGateway/colorgateway-vg"
+    );
+    assert_eq!(
+        http.get(s.gateway.url("admin", "/ready"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "LIVE\n"
+    );
+}
+
+#[test]
+fn header_query_and_method_matches_pick_their_targets() {
+    let route = r#"{"httpRoute":{"match":{"prefix":"/tell","method":"POST","headers":[{"name":"x-canary","match":{"exact":"yes"}}],"queryParameters":[{"name":"v","match":{"exact":"2"}}]},"action":{"weightedTargets":[{"virtualNode":"colorteller-blue-vn","weight":1}]}}}"#;
+    let s = setup(route, [Behaviour::Color; 4]);
+    let http = client();
+    let hit = http
+        .post(s.gateway.url("gateway", "/color1/tell?v=2"))
+        .header("x-canary", "yes")
+        .send()
+        .unwrap();
+    assert_eq!(hit.text().unwrap(), "blue");
+    for (method, query, header) in [
+        ("GET", "?v=2", "yes"),
+        ("POST", "?v=1", "yes"),
+        ("POST", "?v=2", "no"),
+    ] {
+        let r = http
+            .request(
+                method.parse().unwrap(),
+                s.gateway.url("gateway", &format!("/color1/tell{query}")),
+            )
+            .header("x-canary", header)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {query} x-canary: {header}");
+    }
+}
+
+#[test]
+fn a_503_is_retried_by_default_and_a_slow_upstream_times_out_without_hanging() {
+    let timeout = r#"{"httpRoute":{"match":{"prefix":"/tell"},"timeout":{"perRequest":{"value":500,"unit":"ms"}},"action":{"weightedTargets":[{"virtualNode":"colorteller-white-vn","weight":1}]}}}"#;
+    let s = setup(
+        timeout,
+        [
+            Behaviour::Slow(Duration::from_secs(2)),
+            Behaviour::Color,
+            Behaviour::Flaky,
+            Behaviour::Flaky,
+        ],
+    );
+    let http = client();
+    let start = Instant::now();
+    let r = http
+        .get(s.gateway.url("gateway", "/color1/tell"))
+        .send()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(r.status(), 504);
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(r.text().unwrap().contains("500 ms"));
+    // Black and red fail every other request with 503; App Mesh's default policy retries twice.
+    for _ in 0..50 {
+        let r = http
+            .get(s.gateway.url("gateway", "/color2/tell"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "a 503 must be retried");
+    }
+}
+
+#[test]
+fn sidecar_forwards_inbound_to_its_app_and_egress_only_to_declared_backends() {
+    let c = Control::start();
+    let api = Api::new(&c);
+    walkthrough(&api, "");
+    let ups = spawn_upstreams(&[
+        ("white", Behaviour::Color),
+        ("black", Behaviour::Color),
+        ("red", Behaviour::Color),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = compile(
+        &c,
+        "mesh/ColorApp/virtualNode/colorteller-white-vn",
+        &[
+            ("colorteller-black-vn", ups[1]),
+            ("colorteller-red-vn", ups[2]),
+        ],
+        tmp.path(),
+    );
+    let app = ups[0].to_string();
+    let sidecar = Proxy::start(
+        &[
+            "sidecar",
+            "--config",
+            &cfg,
+            "--app",
+            &app,
+            "--listen",
+            "127.0.0.1:0",
+            "--egress-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &["sidecar-inbound", "sidecar-egress", "admin"],
+    );
+    let http = client();
+    assert_eq!(
+        http.get(sidecar.url("sidecar-inbound", "/tell"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "white"
+    );
+    let egress = |host: &str| {
+        http.get(sidecar.url("sidecar-egress", "/tell"))
+            .header("host", host)
+            .send()
+            .unwrap()
+    };
+    let body = egress(&format!("colorteller-2.{D}")).text().unwrap();
+    assert!(body == "black" || body == "red", "{body}");
+    let r = egress(&format!("colorteller-1.{D}"));
+    assert_eq!(r.status(), 403);
+    assert!(r
+        .text()
+        .unwrap()
+        .contains("is not a backend of mesh/ColorApp/virtualNode/colorteller-white-vn"));
+    // Absolute-form, as an app with http_proxy pointing at the sidecar sends it.
+    let proxied = reqwest::blocking::Client::builder()
+        .proxy(reqwest::Proxy::http(sidecar.url("sidecar-egress", "")).unwrap())
+        .build()
+        .unwrap();
+    let body = proxied
+        .get(format!("http://colorteller-2.{D}/tell"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(body == "black" || body == "red", "{body}");
+}
