@@ -390,3 +390,77 @@ fn sidecar_forwards_inbound_to_its_app_and_egress_only_to_declared_backends() {
         .unwrap();
     assert!(body == "black" || body == "red", "{body}");
 }
+
+static BLUE_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Polls `/color1/tell` until `done(colours seen in a burst)` holds; returns how long it took.
+fn wait_for(
+    s: &Setup,
+    limit: Duration,
+    done: impl Fn(&HashMap<String, usize>) -> bool,
+) -> Option<Duration> {
+    let http = client();
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for _ in 0..20 {
+            let r = http
+                .get(s.gateway.url("gateway", "/color1/tell"))
+                .send()
+                .unwrap();
+            *seen.entry(r.text().unwrap()).or_default() += 1;
+        }
+        if done(&seen) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+#[test]
+fn an_endpoint_failing_its_health_check_gets_no_traffic_until_it_recovers() {
+    let s = setup(
+        "",
+        [
+            Behaviour::Color,
+            Behaviour::Health(&BLUE_UP),
+            Behaviour::Color,
+            Behaviour::Color,
+        ],
+    );
+    assert!(
+        wait_for(&s, Duration::from_secs(5), |seen| seen.contains_key("blue")).is_some(),
+        "blue serves while healthy"
+    );
+    BLUE_UP.store(false, std::sync::atomic::Ordering::Relaxed);
+    // Interval 5 s, unhealthy after 2 failures: out within ~10 s.
+    let out = wait_for(&s, Duration::from_secs(20), |seen| {
+        seen.len() == 1 && seen.contains_key("white")
+    });
+    if out.is_none() {
+        let stats = client()
+            .get(s.gateway.url("admin", "/stats"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let config = client()
+            .get(s.gateway.url("admin", "/config"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        panic!("blue was not ejected within 20 s\n{stats}\n{config}");
+    }
+    BLUE_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+    let back = wait_for(&s, Duration::from_secs(20), |seen| {
+        seen.contains_key("blue")
+    });
+    assert!(back.is_some(), "blue did not come back within 20 s");
+    eprintln!(
+        "ejected after {:?}, back after {:?}",
+        out.unwrap(),
+        back.unwrap()
+    );
+}

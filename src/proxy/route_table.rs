@@ -292,11 +292,31 @@ impl Route {
     /// Picks a target by weight; `roll` is uniform in `0..u32::MAX`. Zero-weight targets
     /// never win; a route whose weights are all zero has no target.
     pub fn pick_target(&self, roll: u32) -> Option<&WeightedCluster> {
-        if self.total_weight == 0 {
+        self.pick_target_among(roll, |_| true)
+    }
+
+    /// Like `pick_target`, among the targets `usable` accepts (those with a healthy
+    /// endpoint), so a dead target's share goes to the live ones by their weights.
+    pub fn pick_target_among(
+        &self,
+        roll: u32,
+        usable: impl Fn(&WeightedCluster) -> bool,
+    ) -> Option<&WeightedCluster> {
+        let total: u32 = if self.total_weight == 0 {
+            0
+        } else {
+            self.config
+                .targets
+                .iter()
+                .filter(|t| usable(t))
+                .map(|t| t.weight)
+                .sum()
+        };
+        if total == 0 {
             return None;
         }
-        let mut point = roll % self.total_weight;
-        for t in &self.config.targets {
+        let mut point = roll % total;
+        for t in self.config.targets.iter().filter(|t| usable(t)) {
             if point < t.weight {
                 return Some(t);
             }

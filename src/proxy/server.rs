@@ -347,9 +347,19 @@ async fn forward(
     let mut last_failed: Option<String> = None;
     let mut last_error = None;
     for attempt in 0..tries {
-        let target = route
-            .pick_target(rand::random::<u32>())
-            .ok_or_else(|| ProxyError::NoProvider(route.name.clone()))?;
+        let healthy = |t: &crate::compile::WeightedCluster| {
+            state.cluster(&t.cluster).is_some_and(|c| c.has_healthy())
+        };
+        let target = match route.pick_target_among(rand::random::<u32>(), healthy) {
+            Some(t) => t,
+            // Nothing healthy anywhere: name the cluster the weights would have chosen.
+            None => {
+                let t = route
+                    .pick_target(rand::random::<u32>())
+                    .ok_or_else(|| ProxyError::NoProvider(route.name.clone()))?;
+                return Err(ProxyError::NoHealthyEndpoint(t.cluster.clone()));
+            }
+        };
         let cluster = state
             .cluster(&target.cluster)
             .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;

@@ -63,6 +63,10 @@ impl Cluster {
         }
     }
 
+    pub fn has_healthy(&self) -> bool {
+        self.endpoints.iter().any(|e| e.is_healthy())
+    }
+
     /// The next healthy endpoint, round robin; `skip` avoids the one that just failed.
     pub fn pick(&self, skip: Option<&str>) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();

@@ -354,6 +354,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// 503 for every other request, 200 for the rest.
     Flaky,
+    /// Like `Color`, but `/ping` fails (500) while the flag is false.
+    Health(&'static std::sync::atomic::AtomicBool),
 }
 
 /// Test upstream servers on 127.0.0.1, run on their own runtime thread until the process
@@ -397,6 +399,14 @@ pub fn spawn_upstreams(specs: &[(&str, Behaviour)]) -> Vec<std::net::SocketAddr>
                                             Behaviour::Slow(d) => {
                                                 tokio::time::sleep(d).await;
                                                 (200, name.clone())
+                                            }
+                                            Behaviour::Health(up)
+                                                if path == "/ping"
+                                                    && !up.load(
+                                                        std::sync::atomic::Ordering::Relaxed,
+                                                    ) =>
+                                            {
+                                                (500, "unhealthy".to_owned())
                                             }
                                             Behaviour::Flaky if n % 2 == 0 => {
                                                 (503, "try again".to_owned())
