@@ -96,17 +96,21 @@ pub struct RetryConfig {
     pub per_retry_timeout_ms: u64,
     /// HTTP statuses that are retried.
     pub statuses: Vec<u16>,
+    /// gRPC statuses (`grpc-status` of a trailers-only answer) that are retried.
+    #[serde(default)]
+    pub grpc_statuses: Vec<u8>,
     /// Retry when the upstream cannot be reached or resets the connection.
     pub connection_errors: bool,
 }
 
 impl RetryConfig {
-    /// App Mesh's default: two retries on 503 and on connection failures.
+    /// App Mesh's default: two retries on 503, gRPC UNAVAILABLE and connection failures.
     pub fn app_mesh_default() -> RetryConfig {
         RetryConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             per_retry_timeout_ms: 0,
             statuses: vec![503],
+            grpc_statuses: vec![14],
             connection_errors: true,
         }
     }

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 pub use config::*;
 
 use crate::model::spec::{
-    GatewayRouteSpec, GatewayRouteType, HttpRetryEvent, HttpRouteMatch, ListenerTimeout,
-    PortProtocol, RouteSpec, RouteType, ServiceDiscovery, VirtualGatewaySpec, VirtualNodeSpec,
-    VirtualRouterSpec, VirtualServiceProvider, VirtualServiceSpec,
+    DefaultGatewayRouteRewrite, GatewayRouteSpec, GatewayRouteType, GrpcGatewayRouteMatch,
+    GrpcRetryEvent, GrpcRouteMetadata, HttpGatewayRouteMatch, HttpGatewayRoutePrefixRewrite,
+    HttpGatewayRouteRewrite, HttpPathMatch, HttpRetryEvent, HttpRouteHeader, HttpRouteMatch,
+    ListenerTimeout, PortProtocol, RouteSpec, RouteType, ServiceDiscovery, VirtualGatewaySpec,
+    VirtualNodeSpec, VirtualRouterSpec, VirtualServiceProvider, VirtualServiceSpec,
 };
 use crate::model::{Identity, ProxyKind, ResourceId, ResourceKind, ResourceName, Spec};
 
@@ -157,23 +159,35 @@ impl Builder<'_> {
                 if PortProtocol::from(gr.route.protocol()) != protocol {
                     continue;
                 }
-                let (GatewayRouteType::Http(r) | GatewayRouteType::Http2(r)) = &gr.route else {
-                    continue; // gRPC gateway routes: not served by this proxy yet (see the issue notes)
+                let (m, rewrite, target) = match &gr.route {
+                    GatewayRouteType::Http(r) | GatewayRouteType::Http2(r) => (
+                        r.r#match.clone(),
+                        r.action.rewrite.clone(),
+                        &r.action.target,
+                    ),
+                    GatewayRouteType::Grpc(r) => (
+                        grpc_gateway_match(&r.r#match),
+                        // A gRPC path names the method: it is never rewritten.
+                        Some(HttpGatewayRouteRewrite {
+                            hostname: r.action.rewrite.as_ref().and_then(|w| w.hostname.clone()),
+                            path: None,
+                            prefix: Some(HttpGatewayRoutePrefixRewrite {
+                                default_prefix: Some(DefaultGatewayRouteRewrite::Disabled),
+                                value: None,
+                            }),
+                        }),
+                        &r.action.target,
+                    ),
                 };
-                if r.r#match.port.is_some_and(|p| p != port) {
+                if m.port.is_some_and(|p| p != port) {
                     continue;
                 }
-                let service = r
-                    .action
-                    .target
-                    .virtual_service
-                    .virtual_service_name
-                    .to_string();
-                self.service(&service, r.action.target.port, protocol)?;
-                let path = r.r#match.path.as_ref();
+                let service = target.virtual_service.virtual_service_name.to_string();
+                self.service(&service, target.port, Some(protocol))?;
+                let path = m.path.as_ref();
                 let key = order_key(
                     gr.priority,
-                    r.r#match.prefix.as_deref(),
+                    m.prefix.as_deref(),
                     path.is_some_and(|p| p.exact.is_some()),
                     path.is_some_and(|p| p.regex.is_some()),
                 );
@@ -182,8 +196,8 @@ impl Builder<'_> {
                     gr_name.clone(),
                     GatewayRouteConfig {
                         name: gr_name.clone(),
-                        r#match: r.r#match.clone(),
-                        rewrite: r.action.rewrite.clone(),
+                        r#match: m,
+                        rewrite,
                         service,
                     },
                 ));
@@ -209,7 +223,7 @@ impl Builder<'_> {
             .get(name)
             .ok_or_else(|| ConfigError::Missing(format!("virtual node {name}")))?;
         for backend in node.backend_services() {
-            self.service(backend, None, PortProtocol::Http)?;
+            self.service(backend, None, None)?;
         }
         Ok(node
             .listeners()
@@ -244,7 +258,7 @@ impl Builder<'_> {
         &mut self,
         name: &str,
         port: Option<u16>,
-        protocol: PortProtocol,
+        protocol: Option<PortProtocol>,
     ) -> Result<(), ConfigError> {
         if self.services.contains_key(name) {
             return Ok(());
@@ -275,54 +289,29 @@ impl Builder<'_> {
                 let empty = Vec::new();
                 let mut keyed = Vec::new();
                 for (route_name, route) in self.snapshot.routes.get(&router).unwrap_or(&empty) {
-                    let (RouteType::Http(r) | RouteType::Http2(r)) = &route.route else {
-                        continue; // gRPC and TCP routes: not served by this proxy yet (see the issue notes)
-                    };
-                    if route.route.protocol() != protocol
-                        && !(protocol == PortProtocol::Http2
-                            && route.route.protocol() == PortProtocol::Http)
-                    {
+                    if !serves(protocol, route.route.protocol()) {
                         continue;
                     }
-                    if let (Some(want), Some(have)) = (port, r.r#match.port) {
+                    let Some(parts) = route_parts(&route.route) else {
+                        continue; // TCP routes: not served by this proxy yet (see the issue notes)
+                    };
+                    if let (Some(want), Some(have)) = (port, parts.port) {
                         if want != have {
                             continue;
                         }
                     }
                     let mut targets = Vec::new();
-                    for t in &r.action.weighted_targets {
+                    for t in route.weighted_targets() {
                         let cluster = self.cluster(t.virtual_node.as_str(), t.port)?;
                         targets.push(WeightedCluster {
                             cluster,
                             weight: t.weight,
                         });
                     }
-                    let retry = match &r.retry_policy {
-                        Some(p) => RetryConfig {
-                            max_retries: u32::try_from(p.max_retries).unwrap_or(u32::MAX),
-                            per_retry_timeout_ms: ms(Some(&p.per_retry_timeout)).unwrap_or(0),
-                            statuses: p
-                                .http_retry_events
-                                .iter()
-                                .flatten()
-                                .flat_map(|e| statuses(*e))
-                                .copied()
-                                .collect(),
-                            connection_errors: p
-                                .tcp_retry_events
-                                .as_ref()
-                                .is_some_and(|v| !v.is_empty())
-                                || p.http_retry_events
-                                    .iter()
-                                    .flatten()
-                                    .any(|e| matches!(e, HttpRetryEvent::StreamError)),
-                        },
-                        None => RetryConfig::app_mesh_default(),
-                    };
-                    let path = r.r#match.path.as_ref();
+                    let path = parts.r#match.path.as_ref();
                     let key = order_key(
                         route.priority,
-                        r.r#match.prefix.as_deref(),
+                        parts.r#match.prefix.as_deref(),
                         path.is_some_and(|p| p.exact.is_some()),
                         path.is_some_and(|p| p.regex.is_some()),
                     );
@@ -331,14 +320,12 @@ impl Builder<'_> {
                         route_name.clone(),
                         RouteConfig {
                             name: format!("{router}/{route_name}"),
-                            r#match: r.r#match.clone(),
+                            r#match: parts.r#match,
                             targets,
-                            per_request_timeout_ms: r
-                                .timeout
-                                .as_ref()
-                                .and_then(|t| ms(t.per_request.as_ref()))
+                            per_request_timeout_ms: parts
+                                .per_request_ms
                                 .unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
-                            retry,
+                            retry: parts.retry,
                         },
                     ));
                 }
@@ -399,6 +386,144 @@ impl Builder<'_> {
             );
         }
         Ok(name)
+    }
+}
+
+/// Whether a listener of `listener` protocol (`None`: a sidecar's egress, any HTTP kind)
+/// carries routes of `route` protocol.
+fn serves(listener: Option<PortProtocol>, route: PortProtocol) -> bool {
+    match listener {
+        None => route != PortProtocol::Tcp,
+        Some(PortProtocol::Http2) => matches!(route, PortProtocol::Http2 | PortProtocol::Http),
+        Some(l) => l == route,
+    }
+}
+
+/// What an HTTP-family route contributes, in the proxy's one match language: a gRPC route
+/// matches on its path (`/service/method`) and metadata (headers).
+struct RouteParts {
+    r#match: HttpRouteMatch,
+    port: Option<u16>,
+    per_request_ms: Option<u64>,
+    retry: RetryConfig,
+}
+
+fn route_parts(route: &RouteType) -> Option<RouteParts> {
+    match route {
+        RouteType::Http(r) | RouteType::Http2(r) => Some(RouteParts {
+            r#match: r.r#match.clone(),
+            port: r.r#match.port,
+            per_request_ms: r.timeout.as_ref().and_then(|t| ms(t.per_request.as_ref())),
+            retry: match &r.retry_policy {
+                Some(p) => retry_config(
+                    p.max_retries,
+                    &p.per_retry_timeout,
+                    p.http_retry_events.as_deref(),
+                    p.tcp_retry_events.as_deref(),
+                    None,
+                ),
+                None => RetryConfig::app_mesh_default(),
+            },
+        }),
+        RouteType::Grpc(r) => {
+            let m = &r.r#match;
+            let (prefix, path) = match (&m.service_name, &m.method_name) {
+                (Some(s), Some(method)) => (
+                    None,
+                    Some(HttpPathMatch {
+                        exact: Some(format!("/{s}/{method}")),
+                        regex: None,
+                    }),
+                ),
+                (Some(s), None) => (Some(format!("/{s}/")), None),
+                _ => (Some("/".to_owned()), None),
+            };
+            Some(RouteParts {
+                r#match: HttpRouteMatch {
+                    prefix,
+                    path,
+                    headers: metadata_headers(m.metadata.as_deref()),
+                    port: m.port,
+                    ..HttpRouteMatch::default()
+                },
+                port: m.port,
+                per_request_ms: r.timeout.as_ref().and_then(|t| ms(t.per_request.as_ref())),
+                retry: match &r.retry_policy {
+                    Some(p) => retry_config(
+                        p.max_retries,
+                        &p.per_retry_timeout,
+                        p.http_retry_events.as_deref(),
+                        p.tcp_retry_events.as_deref(),
+                        p.grpc_retry_events.as_deref(),
+                    ),
+                    None => RetryConfig::app_mesh_default(),
+                },
+            })
+        }
+        RouteType::Tcp(_) => None,
+    }
+}
+
+fn metadata_headers(metadata: Option<&[GrpcRouteMetadata]>) -> Option<Vec<HttpRouteHeader>> {
+    metadata.map(|m| {
+        m.iter()
+            .map(|h| HttpRouteHeader {
+                name: h.name.clone(),
+                invert: h.invert,
+                r#match: h.r#match.clone(),
+            })
+            .collect()
+    })
+}
+
+fn grpc_gateway_match(m: &GrpcGatewayRouteMatch) -> HttpGatewayRouteMatch {
+    HttpGatewayRouteMatch {
+        prefix: Some(
+            m.service_name
+                .as_ref()
+                .map(|s| format!("/{s}/"))
+                .unwrap_or_else(|| "/".to_owned()),
+        ),
+        hostname: m.hostname.clone(),
+        headers: metadata_headers(m.metadata.as_deref()),
+        port: m.port,
+        ..HttpGatewayRouteMatch::default()
+    }
+}
+
+fn retry_config(
+    max_retries: u64,
+    per_retry_timeout: &crate::model::spec::Duration,
+    http: Option<&[HttpRetryEvent]>,
+    tcp: Option<&[crate::model::spec::TcpRetryEvent]>,
+    grpc: Option<&[GrpcRetryEvent]>,
+) -> RetryConfig {
+    RetryConfig {
+        max_retries: u32::try_from(max_retries).unwrap_or(u32::MAX),
+        per_retry_timeout_ms: ms(Some(per_retry_timeout)).unwrap_or(0),
+        statuses: http
+            .into_iter()
+            .flatten()
+            .flat_map(|e| statuses(*e))
+            .copied()
+            .collect(),
+        grpc_statuses: grpc.into_iter().flatten().map(|e| grpc_code(*e)).collect(),
+        connection_errors: tcp.is_some_and(|v| !v.is_empty())
+            || http
+                .into_iter()
+                .flatten()
+                .any(|e| matches!(e, HttpRetryEvent::StreamError)),
+    }
+}
+
+/// The gRPC status code of an App Mesh gRPC retry event.
+fn grpc_code(event: GrpcRetryEvent) -> u8 {
+    match event {
+        GrpcRetryEvent::Cancelled => 1,
+        GrpcRetryEvent::DeadlineExceeded => 4,
+        GrpcRetryEvent::ResourceExhausted => 8,
+        GrpcRetryEvent::Internal => 13,
+        GrpcRetryEvent::Unavailable => 14,
     }
 }
 

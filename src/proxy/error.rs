@@ -58,6 +58,47 @@ impl ProxyError {
     }
 }
 
+impl ProxyError {
+    /// The gRPC status a gRPC client gets for this failure.
+    pub fn grpc_status(&self) -> u8 {
+        match self {
+            ProxyError::NoRoute(_) => 12,        // UNIMPLEMENTED
+            ProxyError::NotABackend { .. } => 7, // PERMISSION_DENIED
+            ProxyError::Timeout(_) => 4,         // DEADLINE_EXCEEDED
+            ProxyError::BadRequest(_) => 3,      // INVALID_ARGUMENT
+            ProxyError::NoProvider(_)
+            | ProxyError::NoHealthyEndpoint(_)
+            | ProxyError::Upstream { .. } => 14, // UNAVAILABLE
+        }
+    }
+
+    /// A trailers-only gRPC answer: HTTP 200 with `grpc-status` and `grpc-message`.
+    pub fn into_grpc_response(self, proxy: &str) -> Response<Body> {
+        let mut resp = Response::new(full(""));
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(u16::from(self.grpc_status())),
+        );
+        let message = percent_encoding::utf8_percent_encode(
+            &self.to_string(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        if let Ok(v) = http::HeaderValue::from_str(&message) {
+            headers.insert("grpc-message", v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(proxy) {
+            headers.insert("x-appliance-proxy", v);
+        }
+        resp
+    }
+}
+
 pub fn full(text: impl Into<Bytes>) -> Body {
     Full::new(text.into())
         .map_err(|never| match never {})

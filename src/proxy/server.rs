@@ -105,6 +105,10 @@ fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
 
 async fn handle(rt: Arc<Runtime>, mode: &Mode, req: Request<Incoming>) -> Response<Body> {
     let state = rt.state();
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let result = match mode {
         Mode::Gateway { port } => gateway(&state, *port, req).await,
         Mode::Egress => egress(&rt, &state, req).await,
@@ -123,7 +127,11 @@ async fn handle(rt: Arc<Runtime>, mode: &Mode, req: Request<Incoming>) -> Respon
                     reason: reason_label(&e).to_owned(),
                 })
                 .inc();
-            e.into_response(&rt.identity)
+            if grpc {
+                e.into_grpc_response(&rt.identity)
+            } else {
+                e.into_response(&rt.identity)
+            }
         }
     }
 }
@@ -417,7 +425,13 @@ async fn forward(
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 state.observe(&target.cluster, started.elapsed().as_secs_f64());
-                if more && retry.statuses.contains(&status) {
+                // A trailers-only gRPC answer carries its status in the headers.
+                let grpc_status = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok()?.parse::<u8>().ok());
+                let retry_grpc = grpc_status.is_some_and(|g| retry.grpc_statuses.contains(&g));
+                if more && (retry.statuses.contains(&status) || retry_grpc) {
                     state.count(&route.name, &target.cluster, status);
                     last_failed = Some(endpoint.address.clone());
                     // Drain so the connection can be reused.
