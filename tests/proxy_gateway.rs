@@ -464,3 +464,30 @@ fn an_endpoint_failing_its_health_check_gets_no_traffic_until_it_recovers() {
         back.unwrap()
     );
 }
+
+#[test]
+fn websocket_upgrades_are_spliced_through_the_gateway() {
+    use std::io::{Read, Write};
+    let s = setup("", [Behaviour::Color; 4]);
+    let addr = s.gateway.addrs["gateway"].clone();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        tcp,
+        "GET /color1/tell HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    tcp.write_all(b"frames both ways").unwrap();
+    let mut echo = [0u8; 16];
+    tcp.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"frames both ways");
+}

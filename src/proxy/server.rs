@@ -336,7 +336,11 @@ async fn forward(
     path: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, ProxyError> {
+    let upgrade = take_upgrade(&mut parts);
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
     if !parts.headers.contains_key("x-request-id") {
         if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
             parts.headers.insert("x-request-id", v);
@@ -441,7 +445,12 @@ async fn forward(
                     continue;
                 }
                 state.count(&route.name, &target.cluster, status);
-                return Ok(finish(resp));
+                return Ok(match upgrade {
+                    Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                        u.bridge(resp)
+                    }
+                    _ => finish(resp),
+                });
             }
         }
     }
@@ -452,6 +461,61 @@ async fn forward(
             reason,
         }),
         None => Err(ProxyError::Timeout(route.config.per_request_timeout_ms)),
+    }
+}
+
+/// A downstream HTTP/1.1 upgrade (WebSocket): the headers that ask for it, and the
+/// connection hyper hands over once the upstream agrees.
+struct Upgrade {
+    connection: HeaderValue,
+    upgrade: HeaderValue,
+    downstream: hyper::upgrade::OnUpgrade,
+}
+
+fn take_upgrade(parts: &mut http::request::Parts) -> Option<Upgrade> {
+    let connection = parts.headers.get(http::header::CONNECTION)?;
+    let asks = connection
+        .to_str()
+        .ok()?
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !asks || parts.version != http::Version::HTTP_11 {
+        return None;
+    }
+    let upgrade = parts.headers.get(http::header::UPGRADE)?.clone();
+    let connection = connection.clone();
+    let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
+    Some(Upgrade {
+        connection,
+        upgrade,
+        downstream,
+    })
+}
+
+impl Upgrade {
+    fn restore(&self, headers: &mut HeaderMap) {
+        headers.insert(http::header::CONNECTION, self.connection.clone());
+        headers.insert(http::header::UPGRADE, self.upgrade.clone());
+    }
+
+    /// Answers the client's upgrade with the upstream's 101 and splices the two upgraded
+    /// connections together until either side closes.
+    fn bridge(self, mut resp: Response<Incoming>) -> Response<Body> {
+        let upstream = hyper::upgrade::on(&mut resp);
+        let downstream = self.downstream;
+        tokio::spawn(async move {
+            match tokio::try_join!(downstream, upstream) {
+                Ok((down, up)) => {
+                    let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                        tracing::debug!(error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, body.boxed())
     }
 }
 

@@ -383,9 +383,29 @@ pub fn spawn_upstreams(specs: &[(&str, Behaviour)]) -> Vec<std::net::SocketAddr>
                         let (name, counter) = (name.clone(), counter.clone());
                         tokio::spawn(async move {
                             let svc = hyper::service::service_fn(
-                                move |req: hyper::Request<hyper::body::Incoming>| {
+                                move |mut req: hyper::Request<hyper::body::Incoming>| {
                                     let (name, counter) = (name.clone(), counter.clone());
                                     async move {
+                                        if let Some(proto) = req.headers().get("upgrade").cloned() {
+                                            // An upgrade: agree, then echo whatever arrives.
+                                            let on = hyper::upgrade::on(&mut req);
+                                            tokio::spawn(async move {
+                                                if let Ok(up) = on.await {
+                                                    let io = hyper_util::rt::TokioIo::new(up);
+                                                    let (mut r, mut w) = tokio::io::split(io);
+                                                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                                                }
+                                            });
+                                            let resp = hyper::Response::builder()
+                                                .status(101)
+                                                .header("connection", "upgrade")
+                                                .header("upgrade", proto)
+                                                .body(
+                                                    http_body_util::Full::new(bytes::Bytes::new()),
+                                                )
+                                                .unwrap();
+                                            return Ok::<_, std::convert::Infallible>(resp);
+                                        }
                                         let path = req.uri().path().to_owned();
                                         let host = req
                                             .headers()
@@ -429,7 +449,7 @@ pub fn spawn_upstreams(specs: &[(&str, Behaviour)]) -> Vec<std::net::SocketAddr>
                             let _ = hyper_util::server::conn::auto::Builder::new(
                                 hyper_util::rt::TokioExecutor::new(),
                             )
-                            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tcp), svc)
                             .await;
                         });
                     }
