@@ -24,6 +24,9 @@ pub struct Cli {
         env = "APPLIANCE_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// Async worker threads (default: one per CPU). A sidecar beside one app often wants 1.
+    #[arg(long, global = true, env = "APPLIANCE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub worker_threads: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }
