@@ -49,6 +49,17 @@ impl FromRequest<AppState> for Signed {
                 "request body is larger than the limit of {MAX_BODY} bytes"
             ))
         })?;
+        // HTTP/2 carries the host as `:authority`, not as a Host header; clients sign it as
+        // `host` either way.
+        if !parts.headers.contains_key(http::header::HOST) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(http::header::HOST, v);
+            }
+        }
         let uri = parts
             .uri
             .path_and_query()
