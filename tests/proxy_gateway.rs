@@ -491,3 +491,82 @@ fn websocket_upgrades_are_spliced_through_the_gateway() {
     tcp.read_exact(&mut echo).unwrap();
     assert_eq!(&echo, b"frames both ways");
 }
+
+#[test]
+fn access_logs_are_written_in_the_specs_json_format() {
+    let c = Control::start();
+    let api = Api::new(&c);
+    walkthrough(&api, "");
+    let tmp = tempfile::tempdir().unwrap();
+    let json_log = tmp.path().join("gw.log");
+    let spec = format!(
+        r#"{{"spec":{{"listeners":[{{"portMapping":{{"port":9080,"protocol":"http"}}}}],"logging":{{"accessLog":{{"file":{{"path":"{}","format":{{"json":[{{"key":"code","value":"%RESPONSE_CODE%"}},{{"key":"path","value":"%REQ(:PATH)%"}},{{"key":"upstream","value":"%UPSTREAM_HOST%"}},{{"key":"flags","value":"%RESPONSE_FLAGS%"}}]}}}}}}}}}}}}"#,
+        json_log.display()
+    );
+    ok(
+        &api,
+        "PUT",
+        "/v20190125/meshes/ColorApp/virtualGateways/colorgateway-vg",
+        spec,
+    );
+    let ups = spawn_upstreams(&[("white", Behaviour::Color), ("blue", Behaviour::Color)]);
+    let cfg = compile(
+        &c,
+        "mesh/ColorApp/virtualGateway/colorgateway-vg",
+        &[
+            ("colorteller-white-vn", ups[0]),
+            ("colorteller-blue-vn", ups[1]),
+        ],
+        tmp.path(),
+    );
+    let gw = Proxy::start(
+        &[
+            "gateway",
+            "--config",
+            &cfg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &["gateway"],
+    );
+    let http = client();
+    assert_eq!(
+        http.get(gw.url("gateway", "/color1/tell"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(gw.url("gateway", "/missing"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&json_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["code"], "200");
+    assert_eq!(first["path"], "/color1/tell");
+    let up = first["upstream"].as_str().unwrap();
+    assert!(up == ups[0].to_string() || up == ups[1].to_string(), "{up}");
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(
+        (second["code"].as_str(), second["flags"].as_str()),
+        (Some("404"), Some("NR"))
+    );
+}

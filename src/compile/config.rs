@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::spec::{
-    HealthCheckPolicy, HttpGatewayRouteMatch, HttpGatewayRouteRewrite, HttpRouteMatch, PortProtocol,
+    FileAccessLog, HealthCheckPolicy, HttpGatewayRouteMatch, HttpGatewayRouteRewrite,
+    HttpRouteMatch, PortProtocol,
 };
 use crate::model::Identity;
 
@@ -29,6 +30,9 @@ pub struct ProxyConfig {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Cluster name -> the endpoints of one virtual node's listener.
     pub clusters: BTreeMap<String, ClusterConfig>,
+    /// The node's or gateway's `logging.accessLog.file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<FileAccessLog>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +162,7 @@ impl ProxyConfig {
             listeners,
             services,
             clusters,
+            access_log: None,
         };
         config.check()?;
         Ok(config)

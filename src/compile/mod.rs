@@ -98,11 +98,28 @@ pub fn compile(
         services: BTreeMap::new(),
         clusters: BTreeMap::new(),
     };
-    let listeners = match identity.kind {
-        ProxyKind::VirtualGateway => b.gateway_listeners(identity.name.as_str())?,
-        ProxyKind::VirtualNode => b.node(identity.name.as_str())?,
+    let (listeners, logging) = match identity.kind {
+        ProxyKind::VirtualGateway => {
+            let name = identity.name.as_str();
+            (
+                b.gateway_listeners(name)?,
+                snapshot.gateways.get(name).and_then(|g| g.logging.clone()),
+            )
+        }
+        ProxyKind::VirtualNode => {
+            let name = identity.name.as_str();
+            (
+                b.node(name)?,
+                snapshot.nodes.get(name).and_then(|n| n.logging.clone()),
+            )
+        }
     };
-    ProxyConfig::new(identity.clone(), version, listeners, b.services, b.clusters)
+    let mut config =
+        ProxyConfig::new(identity.clone(), version, listeners, b.services, b.clusters)?;
+    config.access_log = logging
+        .and_then(|l| l.access_log)
+        .map(|crate::model::spec::AccessLog::File(f)| f);
+    Ok(config)
 }
 
 struct Builder<'a> {

@@ -1,6 +1,7 @@
 //! Data plane: listeners, route tables, upstream pools, health checks, metrics. Knows
 //! nothing of the store or the API; it runs a `ProxyConfig` and swaps it atomically.
 
+mod access_log;
 mod admin;
 mod error;
 mod health;
@@ -38,6 +39,7 @@ pub struct State {
     responses: HashMap<String, HashMap<String, [Counter; 5]>>,
     latency: HashMap<String, Histogram>,
     clients: Clients,
+    access_log: Option<Arc<access_log::AccessLogger>>,
 }
 
 impl State {
@@ -198,6 +200,19 @@ fn build_state(
             }
         }
     }
+    // Keep the writer (and its open file) while the log's spec is unchanged.
+    let access_log = match &config.access_log {
+        None => None,
+        Some(spec) => match old
+            .and_then(|o| o.access_log.clone())
+            .filter(|l| l.spec == *spec)
+        {
+            Some(same) => Some(same),
+            None => Some(Arc::new(access_log::AccessLogger::open(spec).map_err(
+                |e| ConfigError::Invalid(format!("logging.accessLog.file.path {}: {e}", spec.path)),
+            )?)),
+        },
+    };
     Ok(State {
         config: Arc::new(config),
         table,
@@ -205,5 +220,6 @@ fn build_state(
         responses,
         latency,
         clients: clients.clone(),
+        access_log,
     })
 }

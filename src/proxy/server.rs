@@ -109,6 +109,20 @@ async fn handle(rt: Arc<Runtime>, mode: &Mode, req: Request<Incoming>) -> Respon
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    // Only what the access log needs, and only when there is one.
+    let logged = state.access_log.as_ref().map(|_| {
+        (
+            std::time::SystemTime::now(),
+            std::time::Instant::now(),
+            req.method().clone(),
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            req.version(),
+            req.headers().clone(),
+        )
+    });
     let result = match mode {
         Mode::Gateway { port } => gateway(&state, *port, req).await,
         Mode::Egress => egress(&rt, &state, req).await,
@@ -117,22 +131,72 @@ async fn handle(rt: Arc<Runtime>, mode: &Mode, req: Request<Incoming>) -> Respon
             per_request_timeout_ms,
         } => inbound(app, *per_request_timeout_ms, &rt, req).await,
     };
-    match result {
-        Ok(resp) => resp,
+    let (resp, flags) = match result {
+        Ok(resp) => (resp, "-"),
         Err(e) => {
             tracing::debug!(proxy = %rt.identity, error = %e, "request failed in the proxy");
+            let reason = reason_label(&e);
             rt.stats
                 .local_errors
                 .get_or_create(&super::stats::ErrorLabels {
-                    reason: reason_label(&e).to_owned(),
+                    reason: reason.to_owned(),
                 })
                 .inc();
-            if grpc {
-                e.into_grpc_response(&rt.identity)
-            } else {
-                e.into_response(&rt.identity)
-            }
+            let flags = response_flags(&e);
+            (
+                if grpc {
+                    e.into_grpc_response(&rt.identity)
+                } else {
+                    e.into_response(&rt.identity)
+                },
+                flags,
+            )
         }
+    };
+    if let (Some(log), Some((start, began, method, path, version, headers))) =
+        (&state.access_log, logged)
+    {
+        let upstream = resp
+            .extensions()
+            .get::<UpstreamHost>()
+            .map(|u| u.0.as_str());
+        log.log(&super::access_log::Entry {
+            start,
+            method: method.as_str(),
+            path: &path,
+            protocol: protocol_name(version),
+            status: resp.status().as_u16(),
+            duration_ms: began.elapsed().as_millis(),
+            upstream,
+            flags,
+            request: &headers,
+            response: resp.headers(),
+        });
+    }
+    resp
+}
+
+/// The endpoint that answered, for the access log.
+#[derive(Clone)]
+struct UpstreamHost(String);
+
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Envoy's response flags for the failures the proxy answers itself.
+fn response_flags(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::NoRoute(_) => "NR",
+        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoProvider(_) => "UH",
+        ProxyError::Upstream { .. } => "UF",
+        ProxyError::Timeout(_) => "UT",
+        ProxyError::NotABackend { .. } => "UAEX",
+        ProxyError::BadRequest(_) => "DPE",
     }
 }
 
@@ -273,7 +337,9 @@ async fn inbound(
         }
         Ok(Ok(r)) => r,
     };
-    Ok(finish(resp))
+    let mut out = finish(resp);
+    out.extensions_mut().insert(UpstreamHost(app.to_owned()));
+    Ok(out)
 }
 
 /// The request's body, buffered when small so a retry can resend it.
@@ -445,12 +511,15 @@ async fn forward(
                     continue;
                 }
                 state.count(&route.name, &target.cluster, status);
-                return Ok(match upgrade {
+                let mut out = match upgrade {
                     Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                         u.bridge(resp)
                     }
                     _ => finish(resp),
-                });
+                };
+                out.extensions_mut()
+                    .insert(UpstreamHost(endpoint.address.clone()));
+                return Ok(out);
             }
         }
     }
