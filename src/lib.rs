@@ -10,3 +10,4 @@ pub mod compile;
 pub mod model;
 pub mod proxy;
 pub mod store;
+pub mod sync;

@@ -12,7 +12,9 @@ use super::ops::blocking;
 use super::request::Signed;
 use super::AppState;
 use crate::compile::{compile, ConfigError, Endpoints, Snapshot};
-use crate::model::{ApiError, Identity, Spec};
+use crate::model::{ApiError, Identity, ResourceId, Spec};
+use crate::store::JoinTokenRecord;
+use crate::sync::JoinToken;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -25,6 +27,149 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/appliance/v1/certificates", post(request_certificate))
         .route("/appliance/v1/identities/revoke", post(revoke_identity))
         .route("/appliance/v1/compile", get(compile_config))
+        .route(
+            "/appliance/v1/join-tokens",
+            get(list_join_tokens).post(create_join_token),
+        )
+        .route("/appliance/v1/join-tokens/revoke", post(revoke_join_token))
+        .route("/appliance/v1/proxies", get(list_proxies))
+}
+
+/// Longest a join token may live: a week. Tokens are for enrolling, not for identity.
+const MAX_TOKEN_TTL: i64 = 7 * 24 * 3600;
+const DEFAULT_TOKEN_TTL: i64 = 24 * 3600;
+
+/// `{"Identity": "mesh/M/virtualNode/N", "TtlSeconds": 3600, "SingleUse": false}` ->
+/// `{"token", "identity", "expiresAt", "id", "singleUse"}`. The token's text appears in this
+/// answer only; the store keeps its hash.
+async fn create_join_token(
+    State(state): State<AppState>,
+    req: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let body = req.json()?;
+    let raw = string_field(&body, "Identity")?;
+    let identity =
+        Identity::parse(&raw).map_err(|e| ApiError::bad_request(format!("Identity: {e}")))?;
+    let ttl = match body.get("TtlSeconds") {
+        None | Some(Value::Null) => DEFAULT_TOKEN_TTL,
+        Some(v) => match v.as_i64() {
+            Some(n) if (1..=MAX_TOKEN_TTL).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "TtlSeconds: must be an integer from 1 to {MAX_TOKEN_TTL}"
+                )))
+            }
+        },
+    };
+    let single_use = match body.get("SingleUse") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("SingleUse: must be true or false")),
+    };
+    if state.ca.is_revoked(&identity) {
+        return Err(ApiError::bad_request(format!(
+            "Identity: {identity} is revoked; it cannot enrol"
+        )));
+    }
+    let store = state.store.clone();
+    let token = JoinToken::generate(state.ca.root_fingerprint());
+    let (hash, id) = (token.hash(), token.id());
+    let now = now().unix_timestamp();
+    let record = JoinTokenRecord {
+        id,
+        identity: identity.to_string(),
+        created_at: now,
+        expires_at: now + ttl,
+        single_use,
+        used_at: None,
+        uses: 0,
+        revoked: false,
+    };
+    let r = record.clone();
+    let resource = ResourceId {
+        kind: identity.kind.resource_kind(),
+        mesh: identity.mesh.clone(),
+        parent: None,
+        name: identity.name.clone(),
+    };
+    blocking(move || {
+        // A token for something that does not exist would enrol a proxy with no config.
+        store.describe(&resource)?;
+        store.put_join_token(&hash, &r)
+    })
+    .await?;
+    Ok(Json(json!({
+        "token": token.to_string(),
+        "id": record.id,
+        "identity": record.identity,
+        "singleUse": single_use,
+        "expiresAt": rfc3339(record.expires_at),
+    })))
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+async fn list_join_tokens(
+    State(state): State<AppState>,
+    _req: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let tokens = blocking(move || store.list_join_tokens()).await?;
+    let now = now().unix_timestamp();
+    let items: Vec<Value> = tokens
+        .into_iter()
+        .map(|t| {
+            let state = if t.revoked {
+                "REVOKED"
+            } else if now >= t.expires_at {
+                "EXPIRED"
+            } else if t.single_use && t.used_at.is_some() {
+                "USED"
+            } else {
+                "ACTIVE"
+            };
+            json!({
+                "id": t.id,
+                "identity": t.identity,
+                "singleUse": t.single_use,
+                "uses": t.uses,
+                "state": state,
+                "createdAt": rfc3339(t.created_at),
+                "expiresAt": rfc3339(t.expires_at),
+                "lastUsedAt": t.used_at.map(rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "joinTokens": items })))
+}
+
+async fn revoke_join_token(
+    State(state): State<AppState>,
+    req: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let body = req.json()?;
+    let id = string_field(&body, "Id")?;
+    let store = state.store.clone();
+    let r = blocking(move || store.revoke_join_token(&id)).await?;
+    Ok(Json(
+        json!({ "id": r.id, "identity": r.identity, "state": "REVOKED" }),
+    ))
+}
+
+/// Every connected proxy: identity, address, config versions sent and acked, the last
+/// nack, certificate expiry, and its traffic counters.
+async fn list_proxies(State(state): State<AppState>, _req: Signed) -> Json<Value> {
+    let mut proxies = state.registry.list();
+    proxies.sort_by(|a, b| (&a.identity, &a.address).cmp(&(&b.identity, &b.address)));
+    Json(json!({ "proxies": proxies }))
 }
 
 fn now() -> time::OffsetDateTime {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<sigv4::Keys>,
     pub ca: Arc<Ca>,
+    /// Connected proxies, for `list-proxies` and the admin page.
+    pub registry: Arc<crate::sync::Registry>,
 }
 
 /// The whole API as one router, so tests can drive it without a socket.

@@ -136,6 +136,9 @@ pub struct Ca {
     dir: PathBuf,
     config: CaConfig,
     inner: RwLock<Inner>,
+    /// Bumped when the trust bundle or the revocation list changes, so the config push can
+    /// hand every proxy the new bundle or close a revoked identity's session.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 struct Inner {
@@ -200,6 +203,7 @@ impl Ca {
             let ca = Ca {
                 dir: dir.to_path_buf(),
                 config,
+                changes: tokio::sync::watch::channel(0).0,
                 inner: RwLock::new(Inner { state, authorities }),
             };
             if grew {
@@ -220,6 +224,7 @@ impl Ca {
             let ca = Ca {
                 dir: dir.to_path_buf(),
                 config,
+                changes: tokio::sync::watch::channel(0).0,
                 inner: RwLock::new(Inner {
                     state,
                     authorities: vec![root, intermediate],
@@ -248,6 +253,11 @@ impl Ca {
         let text =
             serde_json::to_vec_pretty(&state).map_err(|e| CaError::Generate(e.to_string()))?;
         files::write_atomic(&self.dir.join(STATE_FILE), &text, 0o600)
+    }
+
+    /// Fires after every rotation, prune and revocation.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn config(&self) -> &CaConfig {
@@ -395,6 +405,7 @@ impl Ca {
         inner.authorities.push(fresh);
         self.save(&inner)?;
         tracing::info!("rotated the issuing intermediate");
+        self.changes.send_modify(|v| *v += 1);
         Ok(())
     }
 
@@ -411,6 +422,7 @@ impl Ca {
         inner.authorities.push(intermediate);
         self.save(&inner)?;
         tracing::info!("rotated the root CA");
+        self.changes.send_modify(|v| *v += 1);
         Ok(())
     }
 
@@ -444,6 +456,7 @@ impl Ca {
         if removed > 0 {
             self.save(&inner)?;
             tracing::info!(removed, "retired authorities left the trust bundle");
+            self.changes.send_modify(|v| *v += 1);
         }
         Ok(removed)
     }
@@ -480,6 +493,7 @@ impl Ca {
             return Err(e);
         }
         tracing::info!(%identity, "identity revoked");
+        self.changes.send_modify(|v| *v += 1);
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use super::notify;
 use crate::api::{self, AppState};
 use crate::ca::{Ca, CaConfig, CERTS_DIR, DEFAULT_TRUST_DOMAIN};
 use crate::store::Store;
+use crate::sync::{self, Registry};
 
 /// Default API address: loopback, so a fresh install is not reachable from the network
 /// until the operator chooses an address.
@@ -47,6 +48,13 @@ pub struct ControlArgs {
     /// Lifetime of proxies' leaf certificates, in seconds. Renewal starts at two thirds.
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
     pub leaf_ttl: u64,
+    /// Where proxies connect for their config and certificates (QUIC, UDP).
+    #[arg(long, default_value = crate::sync::DEFAULT_SYNC_LISTEN, env = "APPLIANCE_SYNC_LISTEN")]
+    pub sync_listen: SocketAddr,
+    /// How long a disconnected sidecar's endpoint stays in its node's endpoints, in
+    /// milliseconds, in case it is only reconnecting.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub sync_grace_ms: u64,
 }
 
 pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -75,10 +83,25 @@ pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Resu
         .await
         .with_context(|| format!("binding the API listener to {}", args.api_listen))?;
     let addr = listener.local_addr()?;
+    let registry = Arc::new(Registry::new(Duration::from_millis(args.sync_grace_ms)));
+    let sync_endpoint = sync::server::bind(args.sync_listen, &ca)?;
+    tracing::info!(
+        role = "sync",
+        alpn = "appliance-sync/1",
+        "listening on {}/udp",
+        sync_endpoint.local_addr()?
+    );
+    let sync_ctx = sync::server::Context::new(store.clone(), ca.clone(), registry.clone());
+    let sync_task = tokio::spawn(sync::server::serve(
+        sync_endpoint,
+        sync_ctx,
+        shutdown.clone(),
+    ));
     let state = AppState {
         store,
         keys: Arc::new(keys),
         ca: ca.clone(),
+        registry,
     };
     let tls = if args.api_tls {
         Some(api_tls_config(&ca, &args, addr)?)
@@ -98,6 +121,7 @@ pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Resu
         Some(tls) => api::serve_tls(listener, state, tls, shutdown).await?,
         None => api::serve(listener, state, shutdown).await?,
     }
+    let _ = sync_task.await;
     tracing::info!("control plane stopped");
     Ok(())
 }

@@ -1,28 +1,60 @@
-//! `appliance gateway` and `appliance sidecar`: run a proxy from a `ProxyConfig` file (as
-//! `appliance ctl compile` writes it).
+//! `appliance gateway` and `appliance sidecar`: a proxy that gets its config and certificate
+//! from the control plane over QUIC (`--control`), or runs from a file (`--config`, as
+//! `appliance ctl compile` writes it) for debugging and air-gapped hosts.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::notify;
 use crate::compile::{ListenerRole, ProxyConfig};
+use crate::model::Identity;
 use crate::proxy::{serve_admin, serve_listener, Mode, Runtime};
+use crate::sync::client::{self, Client, ClientOptions, Event};
+use crate::sync::StateDir;
 
 /// Where the admin listener binds by default (Envoy's admin port in App Mesh).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 /// The sidecar's egress listener (App Mesh's ECS `ProxyEgressPort`).
 pub const DEFAULT_EGRESS_LISTEN: &str = "127.0.0.1:15001";
+/// After telling the control plane it is draining, a proxy keeps serving this long, so
+/// peers stop sending to it before its listeners close.
+const DRAIN_NOTICE: Duration = Duration::from_millis(1500);
+
+/// Where a proxy's config comes from, and who it is.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Run from this config file (from `appliance ctl compile`) instead of the control plane.
+    #[arg(long, conflicts_with_all = ["control", "token"])]
+    pub config: Option<PathBuf>,
+    /// The control plane's sync address, `host:port` (UDP).
+    #[arg(long, env = "APPLIANCE_CONTROL", required_unless_present = "config")]
+    pub control: Option<String>,
+    /// A join token from `appliance ctl create-join-token`; needed only to enrol.
+    #[arg(long, env = "APPLIANCE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Keeps the proxy's key, certificate and last good config.
+    #[arg(long, env = "APPLIANCE_STATE_DIR", required_unless_present = "config")]
+    pub state_dir: Option<PathBuf>,
+    /// `mesh/M/virtualNode/N`, `mesh/M/virtualGateway/G` or the full ARN. Defaults to
+    /// APPMESH_RESOURCE_ARN, APPMESH_VIRTUAL_NODE_NAME or APPMESH_RESOURCE_NAME, as Envoy
+    /// read them in App Mesh.
+    #[arg(long)]
+    pub identity: Option<String>,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct GatewayArgs {
-    /// The proxy config (JSON, from `appliance ctl compile --identity mesh/M/virtualGateway/G`).
-    #[arg(long)]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Bind address for the (first) listener, overriding 0.0.0.0:<listener port>.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -33,20 +65,54 @@ pub struct GatewayArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SidecarArgs {
-    /// The proxy config (JSON, from `appliance ctl compile --identity mesh/M/virtualNode/N`).
-    #[arg(long)]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// The local app's address, where inbound requests go.
     #[arg(long)]
     pub app: SocketAddr,
     /// Bind address for the (first) inbound listener, overriding 0.0.0.0:<listener port>.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Where other proxies reach this one (the node's endpoint). Defaults to --listen, or to
+    /// this host's address towards the control plane and the listener's port.
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
     /// Where the app sends requests for its backends (`Host: <virtual service>`).
     #[arg(long, default_value = DEFAULT_EGRESS_LISTEN)]
     pub egress_listen: SocketAddr,
     #[arg(long, default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
+}
+
+/// The identity from --identity or App Mesh's environment variables, short or ARN form.
+fn identity(arg: &Option<String>) -> anyhow::Result<Identity> {
+    let (raw, from) = match arg {
+        Some(v) => (v.clone(), "--identity"),
+        None => {
+            let found = [
+                "APPMESH_RESOURCE_ARN",
+                "APPMESH_VIRTUAL_NODE_NAME",
+                "APPMESH_RESOURCE_NAME",
+            ]
+            .into_iter()
+            .find_map(|k| {
+                std::env::var(k)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (v, k))
+            });
+            found.ok_or_else(|| {
+                anyhow::anyhow!("no identity: pass --identity mesh/M/virtualNode/N or set APPMESH_VIRTUAL_NODE_NAME")
+            })?
+        }
+    };
+    // arn:aws:appmesh:REGION:ACCOUNT:mesh/M/virtualNode/N
+    let path = if raw.starts_with("arn:") {
+        raw.splitn(6, ':').nth(5).unwrap_or_default().to_owned()
+    } else {
+        raw.clone()
+    };
+    Identity::parse(&path).with_context(|| format!("{from}: {raw:?}"))
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<ProxyConfig> {
@@ -61,11 +127,131 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
+/// The proxy's role-specific listener layout.
+#[derive(Clone)]
+enum Role {
+    Gateway {
+        listen: Option<SocketAddr>,
+    },
+    Sidecar {
+        app: SocketAddr,
+        listen: Option<SocketAddr>,
+    },
+}
+
+impl Role {
+    /// (port, bind address, mode) for every listener the config asks for.
+    fn plan(&self, config: &ProxyConfig) -> Vec<(u16, SocketAddr, Mode)> {
+        let mut out = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let default = SocketAddr::from(([0, 0, 0, 0], l.port));
+            match (self, &l.role) {
+                (Role::Gateway { listen }, ListenerRole::Gateway { .. }) => {
+                    let addr = if i == 0 {
+                        listen.unwrap_or(default)
+                    } else {
+                        default
+                    };
+                    out.push((l.port, addr, Mode::Gateway { port: l.port }));
+                }
+                (Role::Sidecar { app, listen }, ListenerRole::Inbound { .. }) => {
+                    let first = out.is_empty();
+                    let addr = if first {
+                        listen.unwrap_or(default)
+                    } else {
+                        default
+                    };
+                    // The first listener's app is --app; others are the app's host at the
+                    // listener's port.
+                    let app = if first {
+                        app.to_string()
+                    } else {
+                        SocketAddr::new(app.ip(), l.port).to_string()
+                    };
+                    out.push((
+                        l.port,
+                        addr,
+                        Mode::Inbound {
+                            app,
+                            per_request_timeout_ms: l.per_request_timeout_ms,
+                        },
+                    ));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Role::Gateway { .. } => "gateway",
+            Role::Sidecar { .. } => "sidecar-inbound",
+        }
+    }
+}
+
+/// Keeps the running listeners in step with the config: binds new ports before the config
+/// is swapped in (a port that cannot be bound fails the config, which the proxy then
+/// nacks), and stops the listeners of ports that went away, letting their requests finish.
+struct Listeners {
+    role: Role,
+    runtime: Arc<Runtime>,
+    running: HashMap<u16, (CancellationToken, JoinHandle<()>)>,
+    stop: CancellationToken,
+}
+
+impl Listeners {
+    async fn apply(&mut self, config: ProxyConfig) -> Result<(), String> {
+        let plan = self.role.plan(&config);
+        let mut fresh = Vec::new();
+        for (port, addr, mode) in &plan {
+            if !self.running.contains_key(port) {
+                let sock = bind(*addr, self.role.name())
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                fresh.push((*port, sock, mode.clone()));
+            }
+        }
+        if !self.running.is_empty() || config.version != self.runtime.config().version {
+            self.runtime.apply(config).map_err(|e| e.to_string())?;
+        }
+        for (port, sock, mode) in fresh {
+            self.start(port, sock, mode);
+        }
+        let wanted: Vec<u16> = plan.iter().map(|p| p.0).collect();
+        self.running.retain(|port, (stop, _)| {
+            let keep = wanted.contains(port);
+            if !keep {
+                tracing::info!(port, "listener no longer in the config; draining it");
+                stop.cancel();
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    fn start(&mut self, port: u16, sock: TcpListener, mode: Mode) {
+        let addr = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(role = self.role.name(), identity = %self.runtime.identity, port, "listening on {addr}");
+        let stop = self.stop.child_token();
+        let (rt, s) = (self.runtime.clone(), stop.clone());
+        let task = tokio::spawn(async move { serve_listener(sock, rt, mode, s).await });
+        self.running.insert(port, (stop, task));
+    }
+
+    async fn join(self) {
+        for (_, (_, t)) in self.running {
+            let _ = t.await;
+        }
+    }
+}
+
 async fn start_admin(
     addr: SocketAddr,
     rt: &Arc<Runtime>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<JoinHandle<()>> {
     let l = bind(addr, "admin").await?;
     tracing::info!(role = "admin", "listening on {}", l.local_addr()?);
     let (rt, stop) = (rt.clone(), shutdown.clone());
@@ -77,83 +263,253 @@ async fn start_admin(
 }
 
 pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let config = load(&args.config)?;
-    if !config.identity.is_gateway() {
-        anyhow::bail!(
-            "{}: the config is for {}, not a virtual gateway",
-            args.config.display(),
-            config.identity
-        );
+    let role = Role::Gateway {
+        listen: args.listen,
+    };
+    run(args.source, role, None, args.admin_listen, None, shutdown).await
+}
+
+pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let role = Role::Sidecar {
+        app: args.app,
+        listen: args.listen,
+    };
+    let egress = Some(args.egress_listen);
+    let advertise = args.advertise;
+    run(
+        args.source,
+        role,
+        egress,
+        args.admin_listen,
+        advertise,
+        shutdown,
+    )
+    .await
+}
+
+fn check_kind(identity: &Identity, role: &Role, what: &str) -> anyhow::Result<()> {
+    match (role, identity.is_gateway()) {
+        (Role::Gateway { .. }, false) => {
+            anyhow::bail!(
+                "{what} is for {identity}, not a virtual gateway; use `appliance sidecar`"
+            )
+        }
+        (Role::Sidecar { .. }, true) => {
+            anyhow::bail!("{what} is for {identity}, not a virtual node; use `appliance gateway`")
+        }
+        _ => Ok(()),
     }
-    let rt = Runtime::new(config.clone(), shutdown.clone())?;
-    let mut tasks = vec![start_admin(args.admin_listen, &rt, &shutdown).await?];
-    for (i, l) in config.listeners.iter().enumerate() {
-        let addr = match (i, args.listen) {
-            (0, Some(a)) => a,
-            _ => SocketAddr::from(([0, 0, 0, 0], l.port)),
+}
+
+async fn run(
+    source: SourceArgs,
+    role: Role,
+    egress: Option<SocketAddr>,
+    admin: SocketAddr,
+    advertise: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Listeners stop only after the control plane has been told we are draining.
+    let listeners_stop = CancellationToken::new();
+    if let Some(path) = &source.config {
+        let config = load(path)?;
+        check_kind(&config.identity, &role, &path.display().to_string())?;
+        let rt = Runtime::new(config.clone(), listeners_stop.clone())?;
+        let (listeners, tasks) = start(&role, rt, config, egress, admin, &listeners_stop).await?;
+        notify::ready();
+        notify::spawn_watchdog(shutdown.clone());
+        shutdown.cancelled().await;
+        listeners_stop.cancel();
+        listeners.join().await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        return Ok(());
+    }
+
+    let identity = identity(&source.identity)?;
+    check_kind(&identity, &role, "--identity")?;
+    let (Some(control), Some(state_dir)) = (source.control.clone(), source.state_dir.clone())
+    else {
+        anyhow::bail!("--control and --state-dir are required without --config");
+    };
+    let state = StateDir::open(&state_dir, &identity).map_err(anyhow::Error::msg)?;
+    let cached = match state.config() {
+        Some(Ok(c)) if c.identity == identity => Some(c),
+        Some(Ok(c)) => {
+            tracing::warn!(cached = %c.identity, "the cached config is for another identity; ignored");
+            None
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the cached config is unusable; waiting for the control plane");
+            None
+        }
+        None => None,
+    };
+    let advertise = match (&role, advertise) {
+        (Role::Gateway { .. }, _) => None,
+        (_, Some(a)) => Some(a.to_string()),
+        (Role::Sidecar { listen, .. }, None) => Some(default_advertise(*listen, &control).await),
+    };
+    let opts = ClientOptions {
+        control,
+        identity: identity.clone(),
+        advertise,
+    };
+    let creds = client::ensure_enrolled(&opts, &state, source.token.as_deref(), &shutdown)
+        .await
+        .map_err(anyhow::Error::new)?;
+    let _ = creds; // The data plane's TLS takes them once listeners speak TLS.
+
+    let (events_tx, mut events) = mpsc::channel::<Event>(4);
+    let (health_tx, health_rx) = watch::channel(true);
+    let running_version = cached.as_ref().map_or(0, |c| c.version);
+    let runtime_cell: Arc<std::sync::OnceLock<Arc<Runtime>>> = Arc::default();
+    let stats_cell = runtime_cell.clone();
+    let sync_stop = CancellationToken::new();
+    let client = Client {
+        opts,
+        state: Arc::new(state),
+        events: events_tx,
+        health: health_rx,
+        stats: Arc::new(move || {
+            stats_cell
+                .get()
+                .map(|rt| rt.target_totals())
+                .unwrap_or_default()
+        }),
+        running_version,
+    };
+    let sync_task = tokio::spawn(client.run(sync_stop.clone()));
+
+    // Serve from the cache at once if there is one; otherwise wait for the first config.
+    let first = match cached {
+        Some(c) => {
+            tracing::info!(
+                version = c.version,
+                "serving the cached config until the control plane answers"
+            );
+            c
+        }
+        None => loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    sync_stop.cancel();
+                    let _ = sync_task.await;
+                    return Ok(());
+                }
+                e = events.recv() => match e {
+                    Some(Event::Config { config, reply }) => {
+                        let _ = reply.send(Ok(()));
+                        break *config;
+                    }
+                    Some(Event::Credentials(_)) => continue,
+                    None => anyhow::bail!("the sync client stopped"),
+                }
+            }
+        },
+    };
+    let rt = Runtime::new(first.clone(), listeners_stop.clone())?;
+    let _ = runtime_cell.set(rt.clone());
+    let (mut listeners, tasks) =
+        match start(&role, rt.clone(), first, egress, admin, &listeners_stop).await {
+            Ok(x) => x,
+            Err(e) => {
+                sync_stop.cancel();
+                return Err(e);
+            }
         };
-        let sock = bind(addr, "gateway").await?;
-        tracing::info!(role = "gateway", identity = %config.identity, port = l.port, "listening on {}", sock.local_addr()?);
-        let (rt, stop, mode) = (rt.clone(), shutdown.clone(), Mode::Gateway { port: l.port });
-        tasks.push(tokio::spawn(async move {
-            serve_listener(sock, rt, mode, stop).await
-        }));
+    if let Role::Sidecar { app, .. } = &role {
+        let policy = rt.config().listeners.iter().find_map(|l| match &l.role {
+            ListenerRole::Inbound { health_check } => health_check.clone(),
+            _ => None,
+        });
+        let mut app_health = rt.watch_app(app.to_string(), policy, listeners_stop.clone());
+        tokio::spawn(async move {
+            while app_health.changed().await.is_ok() {
+                let h = *app_health.borrow_and_update();
+                if health_tx.send(h).is_err() {
+                    return;
+                }
+            }
+        });
     }
     notify::ready();
     notify::spawn_watchdog(shutdown.clone());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            e = events.recv() => match e {
+                Some(Event::Config { config, reply }) => {
+                    let _ = reply.send(listeners.apply(*config).await);
+                }
+                Some(Event::Credentials(_)) => {
+                    tracing::info!("new certificate in use for new connections");
+                }
+                None => break,
+            }
+        }
+    }
+    // Drain: say so to the control plane, give peers a moment to stop sending, then close
+    // the listeners and let in-flight requests finish.
+    sync_stop.cancel();
+    let _ = sync_task.await;
+    tokio::time::sleep(DRAIN_NOTICE).await;
+    listeners_stop.cancel();
+    listeners.join().await;
     for t in tasks {
         let _ = t.await;
     }
     Ok(())
 }
 
-pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let config = load(&args.config)?;
-    if config.identity.is_gateway() {
-        anyhow::bail!(
-            "{}: the config is for {}, not a virtual node",
-            args.config.display(),
-            config.identity
-        );
-    }
-    let rt = Runtime::new(config.clone(), shutdown.clone())?;
-    let mut tasks = vec![start_admin(args.admin_listen, &rt, &shutdown).await?];
-    for (i, l) in config.listeners.iter().enumerate() {
-        let ListenerRole::Inbound { .. } = &l.role else {
-            continue;
-        };
-        let addr = match (i, args.listen) {
-            (0, Some(a)) => a,
-            _ => SocketAddr::from(([0, 0, 0, 0], l.port)),
-        };
-        let sock = bind(addr, "inbound").await?;
-        tracing::info!(role = "sidecar-inbound", identity = %config.identity, port = l.port, app = %args.app, "listening on {}", sock.local_addr()?);
-        // The app listens on the listener's port at the app's address, unless this is the
-        // first listener, whose app address is --app.
-        let app = if i == 0 {
-            args.app.to_string()
-        } else {
-            SocketAddr::new(args.app.ip(), l.port).to_string()
-        };
-        let mode = Mode::Inbound {
-            app,
-            per_request_timeout_ms: l.per_request_timeout_ms,
-        };
-        let (rt, stop) = (rt.clone(), shutdown.clone());
+/// Binds the admin listener, the config's listeners and (sidecars) the egress listener.
+async fn start(
+    role: &Role,
+    rt: Arc<Runtime>,
+    config: ProxyConfig,
+    egress: Option<SocketAddr>,
+    admin: SocketAddr,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Listeners, Vec<JoinHandle<()>>)> {
+    let mut tasks = vec![start_admin(admin, &rt, stop).await?];
+    let mut listeners = Listeners {
+        role: role.clone(),
+        runtime: rt.clone(),
+        running: HashMap::new(),
+        stop: stop.clone(),
+    };
+    listeners.apply(config).await.map_err(anyhow::Error::msg)?;
+    if let Some(addr) = egress {
+        let sock = bind(addr, "egress").await?;
+        tracing::info!(role = "sidecar-egress", identity = %rt.identity, "listening on {}", sock.local_addr()?);
+        let s = stop.clone();
         tasks.push(tokio::spawn(async move {
-            serve_listener(sock, rt, mode, stop).await
+            serve_listener(sock, rt, Mode::Egress, s).await
         }));
     }
-    let egress = bind(args.egress_listen, "egress").await?;
-    tracing::info!(role = "sidecar-egress", identity = %config.identity, "listening on {}", egress.local_addr()?);
-    let (rt2, stop) = (rt.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(async move {
-        serve_listener(egress, rt2, Mode::Egress, stop).await
-    }));
-    notify::ready();
-    notify::spawn_watchdog(shutdown.clone());
-    for t in tasks {
-        let _ = t.await;
+    Ok((listeners, tasks))
+}
+
+/// A sidecar's endpoint when --advertise is not given: --listen if it names an address,
+/// else the address this host uses towards the control plane, with no port: the control
+/// plane then uses each listener's own port.
+async fn default_advertise(listen: Option<SocketAddr>, control: &str) -> String {
+    if let Some(l) = listen.filter(|l| !l.ip().is_unspecified() && l.port() != 0) {
+        return l.to_string();
     }
-    Ok(())
+    let ip = async {
+        let target = tokio::net::lookup_host(control).await.ok()?.next()?;
+        let bind = if target.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
+        sock.connect(target).await.ok()?;
+        Some(sock.local_addr().ok()?.ip())
+    }
+    .await
+    .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    ip.to_string()
 }

@@ -382,7 +382,7 @@ impl Builder<'_> {
         );
         if !self.clusters.contains_key(&name) {
             let endpoints = match self.endpoints.get(node_name) {
-                Some(list) => list.clone(),
+                Some(list) => list.iter().map(|a| with_port(a, port)).collect(),
                 None => match &node.service_discovery {
                     Some(ServiceDiscovery::Dns(d)) => vec![format!("{}:{port}", d.hostname)],
                     Some(ServiceDiscovery::AwsCloudMap(c)) => {
@@ -403,6 +403,26 @@ impl Builder<'_> {
             );
         }
         Ok(name)
+    }
+}
+
+/// A registered endpoint is `host:port`, or a bare host that serves every listener of its
+/// node on the listener's own port.
+fn with_port(addr: &str, port: u16) -> String {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return addr.to_owned();
+    }
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        Ok(ip) => format!("{ip}:{port}"),
+        Err(_)
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok()) =>
+        {
+            addr.to_owned()
+        }
+        Err(_) => format!("{addr}:{port}"),
     }
 }
 

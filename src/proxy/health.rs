@@ -67,7 +67,7 @@ pub fn spawn(
     }
 }
 
-async fn probe(ep: &Endpoint, policy: &HealthCheckPolicy, clients: &Clients) -> bool {
+pub(super) async fn probe(ep: &Endpoint, policy: &HealthCheckPolicy, clients: &Clients) -> bool {
     let timeout = policy.timeout();
     match policy.protocol {
         PortProtocol::Tcp => matches!(

@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod error;
 mod health;
+mod report;
 mod route_table;
 mod server;
 mod stats;

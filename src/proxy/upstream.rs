@@ -24,6 +24,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    pub fn new(address: String) -> Endpoint {
+        Endpoint {
+            address,
+            healthy: AtomicBool::new(true),
+        }
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }

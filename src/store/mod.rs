@@ -3,6 +3,7 @@
 //! record, so a call either happens whole or not at all; the change feed announces a new
 //! store version only after the commit. Knows nothing of HTTP or QUIC.
 
+mod join_tokens;
 mod record;
 mod tables;
 
@@ -15,6 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use join_tokens::{JoinTokenRecord, RedeemError};
 pub use record::{Record, Row, Status, Tag};
 
 use tables::*;
@@ -105,6 +107,7 @@ impl Store {
             txn.open_table(REFS).map_err(storage)?;
             txn.open_table(TOKENS).map_err(storage)?;
             txn.open_table(MESH_VERSIONS).map_err(storage)?;
+            txn.open_table(join_tokens::JOIN_TOKENS).map_err(storage)?;
             (account, version)
         };
         txn.commit().map_err(storage)?;

@@ -18,6 +18,8 @@ pub struct Control {
     /// Every line the process has logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub scheme: &'static str,
+    /// The sync listener (QUIC), `127.0.0.1:PORT`.
+    pub sync: String,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -38,10 +40,14 @@ impl Control {
 
     /// Starts a control plane with extra flags (`--api-tls`, ...).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Control {
-        let mut child = Command::new(BIN)
-            .args(["control", "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["control", "--data-dir"])
             .arg(dir)
-            .args(["--api-listen", "127.0.0.1:0"])
+            .args(["--api-listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--sync-listen") {
+            cmd.args(["--sync-listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -56,12 +62,22 @@ impl Control {
         } else {
             "http"
         };
+        let sync = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("role=\"sync\""))
+            .find_map(|l| l.split("listening on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|a| a.trim_end_matches("/udp").to_owned())
+            .unwrap_or_default();
         Control {
             child,
             addr,
             data_dir: dir.to_path_buf(),
             log,
             scheme,
+            sync,
             _tmp: None,
         }
     }

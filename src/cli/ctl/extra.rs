@@ -28,6 +28,26 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "revoke-identity",
         "--identity mesh/M/virtualNode/N: no more certificates for it",
     ),
+    (
+        "create-join-token",
+        "--identity mesh/M/virtualNode/N [--ttl-seconds S] [--single-use]: enrols one proxy",
+    ),
+    (
+        "list-join-tokens",
+        "every join token: id, identity, state, expiry (never the secret)",
+    ),
+    (
+        "revoke-join-token",
+        "--token-id ID: the token enrols nobody more",
+    ),
+    (
+        "list-proxies",
+        "connected proxies: identity, address, config versions, last nack, certificate expiry",
+    ),
+    (
+        "compile",
+        "--identity ID [--endpoint NODE=HOST:PORT ...]: the ProxyConfig it gets",
+    ),
 ];
 
 /// The flags of one command: each `--name` with the values after it.
@@ -81,6 +101,9 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
         "rotate-certificate-authority" => &["root"],
         "revoke-identity" => &["identity"],
         "compile" => &["identity", "endpoint"],
+        "create-join-token" => &["identity", "ttl-seconds", "single-use"],
+        "list-join-tokens" | "list-proxies" => &[],
+        "revoke-join-token" => &["token-id"],
         _ => return Ok(None),
     };
     let flags = match Flags::parse(args, allowed) {
@@ -116,6 +139,45 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
             "/appliance/v1/certificate-authority/rotate",
             Some(json!({"Root": flags.has("root")})),
         ),
+        "create-join-token" => {
+            let Some(identity) = flags.one("identity") else {
+                return Ok(Some(usage_error(
+                    "the following arguments are required: --identity",
+                )));
+            };
+            let ttl = match flags.one("ttl-seconds").map(str::parse::<u64>) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(_)) => {
+                    return Ok(Some(usage_error(
+                        "argument --ttl-seconds: expected a whole number of seconds",
+                    )))
+                }
+            };
+            (
+                "POST",
+                "/appliance/v1/join-tokens",
+                Some(json!({
+                    "Identity": identity,
+                    "TtlSeconds": ttl,
+                    "SingleUse": flags.has("single-use"),
+                })),
+            )
+        }
+        "list-join-tokens" => ("GET", "/appliance/v1/join-tokens", None),
+        "list-proxies" => ("GET", "/appliance/v1/proxies", None),
+        "revoke-join-token" => {
+            let Some(id) = flags.one("token-id") else {
+                return Ok(Some(usage_error(
+                    "the following arguments are required: --token-id",
+                )));
+            };
+            (
+                "POST",
+                "/appliance/v1/join-tokens/revoke",
+                Some(json!({ "Id": id })),
+            )
+        }
         "compile" => {
             let Some(identity) = flags.one("identity") else {
                 return Ok(Some(usage_error(
