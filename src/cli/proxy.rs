@@ -29,6 +29,10 @@ pub struct GatewayArgs {
     /// Address of /ready, /stats and /config.
     #[arg(long, default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
+    /// The proxy's own TLS credentials: DIR/cert.pem (chain), DIR/key.pem, DIR/ca.pem
+    /// (CA bundle), re-read when they change.
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +51,10 @@ pub struct SidecarArgs {
     pub egress_listen: SocketAddr,
     #[arg(long, default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
+    /// The proxy's own TLS credentials: DIR/cert.pem (chain), DIR/key.pem, DIR/ca.pem
+    /// (CA bundle), re-read when they change.
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<ProxyConfig> {
@@ -86,6 +94,9 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
         );
     }
     let rt = Runtime::new(config.clone(), shutdown.clone())?;
+    if let Some(dir) = &args.credentials_dir {
+        crate::proxy::watch_credentials_dir(&rt, dir, shutdown.clone())?;
+    }
     let mut tasks = vec![start_admin(args.admin_listen, &rt, &shutdown).await?];
     for (i, l) in config.listeners.iter().enumerate() {
         let addr = match (i, args.listen) {
@@ -117,6 +128,9 @@ pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyh
         );
     }
     let rt = Runtime::new(config.clone(), shutdown.clone())?;
+    if let Some(dir) = &args.credentials_dir {
+        crate::proxy::watch_credentials_dir(&rt, dir, shutdown.clone())?;
+    }
     let mut tasks = vec![start_admin(args.admin_listen, &rt, &shutdown).await?];
     for (i, l) in config.listeners.iter().enumerate() {
         let ListenerRole::Inbound { .. } = &l.role else {
