@@ -18,7 +18,9 @@ use appliance::compile::{
     ListenerRole, ListenerTlsConfig, ProxyConfig, RetryConfig, RouteConfig, ServiceConfig,
     TrustSource, ValidationConfig, WeightedCluster,
 };
-use appliance::model::spec::{HttpGatewayRouteMatch, HttpRouteMatch, ListenerTlsMode, PortProtocol};
+use appliance::model::spec::{
+    HttpGatewayRouteMatch, HttpRouteMatch, ListenerTlsMode, PortProtocol,
+};
 use appliance::model::Identity;
 use common::{render, spawn_upstreams, Api, Behaviour, Control, Proxy};
 use serde_json::{json, Value};
@@ -158,21 +160,59 @@ fn host(color: &str) -> String {
 /// `mesh.sh up`: the whole mesh; the gateway listener is STRICT already.
 fn mesh_up(api: &Api, cert_arn: &str) {
     let m = format!("/v20190125/meshes/{MESH}");
-    call(api, "PUT", "/v20190125/meshes", json!({"meshName": MESH, "spec": {}}));
+    call(
+        api,
+        "PUT",
+        "/v20190125/meshes",
+        json!({"meshName": MESH, "spec": {}}),
+    );
     for color in ["white", "blue", "black", "red"] {
-        let s = spec(&format!("colorteller-{color}-vn.json"), &[("DNS_HOSTNAME", &host(color))]);
-        call(api, "PUT", &format!("{m}/virtualNodes"), json!({"virtualNodeName": format!("colorteller-{color}-vn"), "spec": s}));
+        let s = spec(
+            &format!("colorteller-{color}-vn.json"),
+            &[("DNS_HOSTNAME", &host(color))],
+        );
+        call(
+            api,
+            "PUT",
+            &format!("{m}/virtualNodes"),
+            json!({"virtualNodeName": format!("colorteller-{color}-vn"), "spec": s}),
+        );
     }
     for i in 1..=2 {
         let vr = format!("colorteller-vr-{i}");
-        call(api, "PUT", &format!("{m}/virtualRouters"), json!({"virtualRouterName": vr, "spec": spec(&format!("colorteller-vr-{i}.json"), &[])}));
-        call(api, "PUT", &format!("{m}/virtualRouter/{vr}/routes"), json!({"routeName": format!("colorteller-route-{i}"), "spec": spec(&format!("colorteller-route-{i}.json"), &[])}));
-        call(api, "PUT", &format!("{m}/virtualServices"), json!({"virtualServiceName": format!("colorteller-{i}.{D}"), "spec": spec(&format!("colorteller-vs-{i}.json"), &[])}));
+        call(
+            api,
+            "PUT",
+            &format!("{m}/virtualRouters"),
+            json!({"virtualRouterName": vr, "spec": spec(&format!("colorteller-vr-{i}.json"), &[])}),
+        );
+        call(
+            api,
+            "PUT",
+            &format!("{m}/virtualRouter/{vr}/routes"),
+            json!({"routeName": format!("colorteller-route-{i}"), "spec": spec(&format!("colorteller-route-{i}.json"), &[])}),
+        );
+        call(
+            api,
+            "PUT",
+            &format!("{m}/virtualServices"),
+            json!({"virtualServiceName": format!("colorteller-{i}.{D}"), "spec": spec(&format!("colorteller-vs-{i}.json"), &[])}),
+        );
     }
-    call(api, "PUT", &format!("{m}/virtualGateways"), json!({"virtualGatewayName": "colorgateway-vg", "spec": spec("colorgateway-vg.json", &[("CERTIFICATE_ARN", cert_arn)])}));
+    call(
+        api,
+        "PUT",
+        &format!("{m}/virtualGateways"),
+        json!({"virtualGatewayName": "colorgateway-vg", "spec": spec("colorgateway-vg.json", &[("CERTIFICATE_ARN", cert_arn)])}),
+    );
     for i in 1..=2 {
         let vs = format!("colorteller-{i}.{D}");
-        call(api, "PUT", &format!("{m}/virtualGateway/colorgateway-vg/gatewayRoutes"), json!({"gatewayRouteName": format!("colorgateway-route-{i}"), "spec": spec(&format!("colorgateway-route-{i}.json"), &[("VIRTUALSERVICE_NAME", &vs)])}));
+        call(
+            api,
+            "PUT",
+            &format!("{m}/virtualGateway/colorgateway-vg/gatewayRoutes"),
+            json!({"gatewayRouteName": format!("colorgateway-route-{i}"), "spec": spec(&format!("colorgateway-route-{i}.json"), &[("VIRTUALSERVICE_NAME", &vs)])}),
+        );
     }
 }
 
@@ -180,15 +220,24 @@ fn mesh_up(api: &Api, cert_arn: &str) {
 fn node_tls(api: &Api, color: &str, cert_arn: &str) {
     let s = spec(
         &format!("colorteller-{color}-vn-tls.json"),
-        &[("DNS_HOSTNAME", &host(color)), ("CERTIFICATE_ARN", cert_arn)],
+        &[
+            ("DNS_HOSTNAME", &host(color)),
+            ("CERTIFICATE_ARN", cert_arn),
+        ],
     );
-    call(api, "PUT", &format!("/v20190125/meshes/{MESH}/virtualNodes/colorteller-{color}-vn"), json!({"spec": s}));
+    call(
+        api,
+        "PUT",
+        &format!("/v20190125/meshes/{MESH}/virtualNodes/colorteller-{color}-vn"),
+        json!({"spec": s}),
+    );
 }
 
 fn ctl_json(c: &Control, args: &[&str]) -> Value {
     let out = c.ctl(args);
     assert_eq!(out.code, 0, "ctl {args:?}: {}", out.stderr);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ctl {args:?}: {e}: {}", out.stdout))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("ctl {args:?}: {e}: {}", out.stdout))
 }
 
 fn compile(c: &Control, identity: &str, endpoints: &[(String, String)], dir: &Path) -> String {
@@ -208,8 +257,15 @@ fn compile(c: &Control, identity: &str, endpoints: &[(String, String)], dir: &Pa
 fn start_gateway(config: &str, creds: &Path) -> Proxy {
     Proxy::start(
         &[
-            "gateway", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--credentials-dir", &creds.to_string_lossy(),
+            "gateway",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--credentials-dir",
+            &creds.to_string_lossy(),
         ],
         &["gateway", "admin"],
     )
@@ -218,22 +274,44 @@ fn start_gateway(config: &str, creds: &Path) -> Proxy {
 fn start_sidecar(config: &str, app: SocketAddr, creds: &Path) -> Proxy {
     Proxy::start(
         &[
-            "sidecar", "--config", config, "--app", &app.to_string(), "--listen", "127.0.0.1:0",
-            "--egress-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--credentials-dir", &creds.to_string_lossy(),
+            "sidecar",
+            "--config",
+            config,
+            "--app",
+            &app.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--egress-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--credentials-dir",
+            &creds.to_string_lossy(),
         ],
         &["sidecar-inbound", "admin"],
     )
 }
 
 /// GETs `path` on the gateway `n` times; returns body (or `503: <reason>`) -> count.
-fn tally(client: &reqwest::blocking::Client, gateway: &str, path: &str, n: usize) -> HashMap<String, usize> {
+fn tally(
+    client: &reqwest::blocking::Client,
+    gateway: &str,
+    path: &str,
+    n: usize,
+) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for _ in 0..n {
-        let r = client.get(format!("https://localhost:{}{path}", port(gateway))).send().unwrap();
+        let r = client
+            .get(format!("https://localhost:{}{path}", port(gateway)))
+            .send()
+            .unwrap();
         let status = r.status().as_u16();
         let body = r.text().unwrap();
-        let key = if status == 200 { body } else { format!("{status}: {}", body.trim()) };
+        let key = if status == 200 {
+            body
+        } else {
+            format!("{status}: {}", body.trim())
+        };
         *seen.entry(key).or_default() += 1;
     }
     seen
@@ -250,7 +328,13 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
     // The walkthrough's certificate is for *.<domain>; localhost is added so curl can check it.
     let cert_arn = ctl_json(
         &c,
-        &["request-certificate", "--domain-name", &format!("*.{D}"), "--subject-alternative-names", "localhost"],
+        &[
+            "request-certificate",
+            "--domain-name",
+            &format!("*.{D}"),
+            "--subject-alternative-names",
+            "localhost",
+        ],
     )["CertificateArn"]
         .as_str()
         .unwrap()
@@ -271,7 +355,10 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
         .zip(spawn_upstreams(&colors.map(|c| (c, Behaviour::Color))))
         .collect();
     let node = |color: &str| format!("colorteller-{color}-vn");
-    let direct: Vec<(String, String)> = colors.iter().map(|c| (node(c), apps[c].to_string())).collect();
+    let direct: Vec<(String, String)> = colors
+        .iter()
+        .map(|c| (node(c), apps[c].to_string()))
+        .collect();
 
     // Stage `up`: the gateway's listener is STRICT; nodes are plain text.
     let cfg = compile(&c, GATEWAY, &direct, tmp.path());
@@ -280,7 +367,10 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
     let url = format!("https://localhost:{}/color1/tell", port(&gw));
     let (code, status, body) = curl(&["--cacert", &ca_pem.to_string_lossy(), &url]);
     assert_eq!((code, status), (0, 200), "curl over TLS: {body}");
-    assert!(body.starts_with("white") || body.starts_with("blue"), "{body}");
+    assert!(
+        body.starts_with("white") || body.starts_with("blue"),
+        "{body}"
+    );
     // Plain text to a STRICT listener is refused, with a reason for an HTTP client.
     let plain = reqwest::blocking::get(format!("http://{gw}/color1/tell")).unwrap();
     assert_eq!(plain.status(), 400);
@@ -289,7 +379,15 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
     assert_eq!(code, 0, "curl got the 400 answer, not a hang");
     // openssl shows the chain: the leaf and the intermediate that signed it, verified.
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &gw, "-servername", "localhost", "-showcerts", "-CAfile"])
+        .args([
+            "s_client",
+            "-connect",
+            &gw,
+            "-servername",
+            "localhost",
+            "-showcerts",
+            "-CAfile",
+        ])
         .arg(&ca_pem)
         .stdin(std::process::Stdio::null())
         .output()
@@ -297,15 +395,28 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(" 0 s:") && text.contains(" 1 s:"), "{text}");
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
-    assert!(text.contains("appliance intermediate") || text.contains("i:"), "{text}");
+    assert!(
+        text.contains("appliance intermediate") || text.contains("i:"),
+        "{text}"
+    );
     let s = stats(&gateway);
-    assert!(s.contains(&format!("appliance_listener_tls_handshakes_total{{listener=\"0.0.0.0_9080\",peer=\"none\"}}")), "{s}");
+    assert!(
+        s.contains(
+            "appliance_listener_tls_handshakes_total{listener=\"0.0.0.0_9080\",peer=\"none\"}"
+        ),
+        "{s}"
+    );
     assert!(s.contains("appliance_listener_tls_failures_total{listener=\"0.0.0.0_9080\",reason=\"plaintext\"} 2"), "{s}");
     drop(gateway);
 
     // Stage `partial_tls_up`: white terminates TLS; the gateway originates TLS to every backend.
     node_tls(&api, "white", &cert_arn);
-    call(&api, "PUT", &format!("/v20190125/meshes/{MESH}/virtualGateways/colorgateway-vg"), json!({"spec": spec("colorgateway-vg-backendDefaults.json", &[("CERTIFICATE_ARN", &cert_arn), ("ROOT_CA_ARN", &ca_arn)])}));
+    call(
+        &api,
+        "PUT",
+        &format!("/v20190125/meshes/{MESH}/virtualGateways/colorgateway-vg"),
+        json!({"spec": spec("colorgateway-vg-backendDefaults.json", &[("CERTIFICATE_ARN", &cert_arn), ("ROOT_CA_ARN", &ca_arn)])}),
+    );
     let mut sidecars = HashMap::new();
     let mut sidecar = |color: &str| {
         let id = format!("mesh/{MESH}/virtualNode/{}", node(color));
@@ -326,12 +437,18 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
     let seen = tally(&client, &gateway.addrs["gateway"], "/color1/tell", 60);
     eprintln!("partial TLS, /color1/tell x60: {seen:?}");
     assert!(seen.get("white").copied().unwrap_or(0) > 5, "{seen:?}");
-    assert!(!seen.contains_key("blue"), "blue never answers through TLS: {seen:?}");
+    assert!(
+        !seen.contains_key("blue"),
+        "blue never answers through TLS: {seen:?}"
+    );
     let errors: Vec<&String> = seen.keys().filter(|k| *k != "white").collect();
     assert!(!errors.is_empty(), "{seen:?}");
     for e in &errors {
         assert!(e.starts_with("503: upstream "), "{e}");
-        assert!(e.contains("colorteller-blue-vn") && e.contains("upstream TLS failed"), "{e}");
+        assert!(
+            e.contains("colorteller-blue-vn") && e.contains("TLS handshake failed"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "one line: {e}");
     }
     let s = stats(&gateway);
@@ -366,7 +483,12 @@ fn walkthrough_tls_stages_strict_gateway_then_partial_then_full_tls() {
     // Each sidecar's listener saw the gateway's handshakes (no client certificate: the
     // walkthrough's policy has none).
     let s = stats(&sidecars["white"]);
-    assert!(s.contains("appliance_listener_tls_handshakes_total{listener=\"0.0.0.0_9080\",peer=\"none\"}"), "{s}");
+    assert!(
+        s.contains(
+            "appliance_listener_tls_handshakes_total{listener=\"0.0.0.0_9080\",peer=\"none\"}"
+        ),
+        "{s}"
+    );
 }
 
 // === hand-made configs for one gateway and one sidecar ===
@@ -381,7 +503,11 @@ fn own_trust(sans: &[&str]) -> ValidationConfig {
     }
 }
 
-fn gateway_config(tls: ListenerTlsConfig, endpoint: &str, cluster_tls: Option<ClientTlsConfig>) -> ProxyConfig {
+fn gateway_config(
+    tls: ListenerTlsConfig,
+    endpoint: &str,
+    cluster_tls: Option<ClientTlsConfig>,
+) -> ProxyConfig {
     let listener = ListenerConfig {
         port: 9080,
         protocol: PortProtocol::Http,
@@ -390,7 +516,10 @@ fn gateway_config(tls: ListenerTlsConfig, endpoint: &str, cluster_tls: Option<Cl
         role: ListenerRole::Gateway {
             routes: vec![GatewayRouteConfig {
                 name: "all".into(),
-                r#match: HttpGatewayRouteMatch { prefix: Some("/".into()), ..Default::default() },
+                r#match: HttpGatewayRouteMatch {
+                    prefix: Some("/".into()),
+                    ..Default::default()
+                },
                 rewrite: None,
                 service: "svc".into(),
             }],
@@ -399,8 +528,14 @@ fn gateway_config(tls: ListenerTlsConfig, endpoint: &str, cluster_tls: Option<Cl
     };
     let route = RouteConfig {
         name: "virtualNode/n".into(),
-        r#match: HttpRouteMatch { prefix: Some("/".into()), ..Default::default() },
-        targets: vec![WeightedCluster { cluster: "c".into(), weight: 1 }],
+        r#match: HttpRouteMatch {
+            prefix: Some("/".into()),
+            ..Default::default()
+        },
+        targets: vec![WeightedCluster {
+            cluster: "c".into(),
+            weight: 1,
+        }],
         per_request_timeout_ms: 15_000,
         retry: RetryConfig::app_mesh_default(),
     };
@@ -416,7 +551,12 @@ fn gateway_config(tls: ListenerTlsConfig, endpoint: &str, cluster_tls: Option<Cl
         Identity::parse(GW).unwrap(),
         1,
         vec![listener],
-        BTreeMap::from([("svc".to_owned(), ServiceConfig { routes: vec![route] })]),
+        BTreeMap::from([(
+            "svc".to_owned(),
+            ServiceConfig {
+                routes: vec![route],
+            },
+        )]),
         BTreeMap::from([("c".to_owned(), cluster)]),
     )
     .unwrap()
@@ -431,7 +571,14 @@ fn sidecar_config(tls: ListenerTlsConfig) -> ProxyConfig {
         role: ListenerRole::Inbound { health_check: None },
         tls: Some(tls),
     };
-    ProxyConfig::new(Identity::parse(NODE).unwrap(), 1, vec![listener], BTreeMap::new(), BTreeMap::new()).unwrap()
+    ProxyConfig::new(
+        Identity::parse(NODE).unwrap(),
+        1,
+        vec![listener],
+        BTreeMap::new(),
+        BTreeMap::new(),
+    )
+    .unwrap()
 }
 
 fn write_config(dir: &Path, name: &str, config: &ProxyConfig) -> String {
@@ -462,29 +609,66 @@ fn mutual_tls_listener_refuses_a_foreign_ca_an_unlisted_san_and_no_certificate()
     let ca_pem = creds.join("ca.pem").to_string_lossy().into_owned();
     let client = |p: &Pki, identity: &str, name: &str| {
         let (chain, key) = p.leaf(identity, &[]);
-        let (c, k) = (tmp.path().join(format!("{name}.pem")), tmp.path().join(format!("{name}.key")));
+        let (c, k) = (
+            tmp.path().join(format!("{name}.pem")),
+            tmp.path().join(format!("{name}.key")),
+        );
         std::fs::write(&c, chain).unwrap();
         std::fs::write(&k, key).unwrap();
-        (c.to_string_lossy().into_owned(), k.to_string_lossy().into_owned())
+        (
+            c.to_string_lossy().into_owned(),
+            k.to_string_lossy().into_owned(),
+        )
     };
     let (good_c, good_k) = client(&pki, allowed, "good");
-    let (code, status, body) = curl(&["--cacert", &ca_pem, "--cert", &good_c, "--key", &good_k, &url]);
+    let (code, status, body) = curl(&[
+        "--cacert", &ca_pem, "--cert", &good_c, "--key", &good_k, &url,
+    ]);
     assert_eq!((code, status, body.trim()), (0, 200, "app"));
 
     let (foreign_c, foreign_k) = client(&other, allowed, "foreign");
-    let (code, status, body) = curl(&["--cacert", &ca_pem, "--cert", &foreign_c, "--key", &foreign_k, &url]);
-    assert!(code != 0 && status == 0, "a certificate from another CA: {code} {status} {body}");
+    let (code, status, body) = curl(&[
+        "--cacert", &ca_pem, "--cert", &foreign_c, "--key", &foreign_k, &url,
+    ]);
+    assert!(
+        code != 0 && status == 0,
+        "a certificate from another CA: {code} {status} {body}"
+    );
     let (unlisted_c, unlisted_k) = client(&pki, "mesh/m/virtualNode/intruder", "unlisted");
-    let (code, status, body) = curl(&["--cacert", &ca_pem, "--cert", &unlisted_c, "--key", &unlisted_k, &url]);
-    assert!(code != 0 && status == 0, "a SAN the policy does not list: {code} {status} {body}");
+    let (code, status, body) = curl(&[
+        "--cacert",
+        &ca_pem,
+        "--cert",
+        &unlisted_c,
+        "--key",
+        &unlisted_k,
+        &url,
+    ]);
+    assert!(
+        code != 0 && status == 0,
+        "a SAN the policy does not list: {code} {status} {body}"
+    );
     let (code, status, body) = curl(&["--cacert", &ca_pem, &url]);
-    assert!(code != 0 && status == 0, "no client certificate: {code} {status} {body}");
+    assert!(
+        code != 0 && status == 0,
+        "no client certificate: {code} {status} {body}"
+    );
 
     let s = stats(&gateway);
-    for (reason, n) in [("unknown_ca", 1), ("san_mismatch", 1), ("no_peer_certificate", 1)] {
+    for (reason, n) in [
+        ("unknown_ca", 1),
+        ("san_mismatch", 1),
+        ("no_peer_certificate", 1),
+    ] {
         assert!(s.contains(&format!("appliance_listener_tls_failures_total{{listener=\"0.0.0.0_9080\",reason=\"{reason}\"}} {n}")), "{reason}: {s}");
     }
-    assert!(s.contains(&format!("appliance_listener_tls_handshakes_total{{listener=\"0.0.0.0_9080\",peer=\"{}\"}} 1", spiffe(allowed))), "{s}");
+    assert!(
+        s.contains(&format!(
+            "appliance_listener_tls_handshakes_total{{listener=\"0.0.0.0_9080\",peer=\"{}\"}} 1",
+            spiffe(allowed)
+        )),
+        "{s}"
+    );
 }
 
 #[test]
@@ -494,7 +678,11 @@ fn permissive_listener_takes_tls_and_plain_text_on_one_port() {
     let app = spawn_upstreams(&[("app", Behaviour::Color)])[0];
     let creds = pki.credentials(tmp.path(), GW, &["localhost"]);
     let config = gateway_config(
-        ListenerTlsConfig { mode: ListenerTlsMode::Permissive, certificate: CertificateSource::Own, validation: None },
+        ListenerTlsConfig {
+            mode: ListenerTlsMode::Permissive,
+            certificate: CertificateSource::Own,
+            validation: None,
+        },
         &app.to_string(),
         None,
     );
@@ -503,17 +691,32 @@ fn permissive_listener_takes_tls_and_plain_text_on_one_port() {
     let tls = https(&pki.ca.bundle_pem());
     let plain = reqwest::blocking::Client::new();
     for _ in 0..5 {
-        let r = tls.get(format!("https://localhost:{}/x", port(&gw))).send().unwrap();
+        let r = tls
+            .get(format!("https://localhost:{}/x", port(&gw)))
+            .send()
+            .unwrap();
         assert_eq!(r.text().unwrap(), "app");
         let r = plain.get(format!("http://{gw}/x")).send().unwrap();
         assert_eq!(r.text().unwrap(), "app");
     }
     // h2 over TLS is offered only where the listener speaks HTTP/2; curl negotiates 1.1 here.
-    let (code, status, _) = curl(&["--cacert", &creds.join("ca.pem").to_string_lossy(), &format!("https://localhost:{}/x", port(&gw))]);
+    let (code, status, _) = curl(&[
+        "--cacert",
+        &creds.join("ca.pem").to_string_lossy(),
+        &format!("https://localhost:{}/x", port(&gw)),
+    ]);
     assert_eq!((code, status), (0, 200));
     let s = stats(&gateway);
-    assert!(s.contains("appliance_listener_plaintext_connections_total{listener=\"0.0.0.0_9080\"}"), "{s}");
-    assert!(s.contains("appliance_listener_tls_handshakes_total{listener=\"0.0.0.0_9080\",peer=\"none\"}"), "{s}");
+    assert!(
+        s.contains("appliance_listener_plaintext_connections_total{listener=\"0.0.0.0_9080\"}"),
+        "{s}"
+    );
+    assert!(
+        s.contains(
+            "appliance_listener_tls_handshakes_total{listener=\"0.0.0.0_9080\",peer=\"none\"}"
+        ),
+        "{s}"
+    );
 }
 
 #[test]
@@ -525,34 +728,66 @@ fn upstream_without_credentials_gets_a_clear_503_until_they_arrive() {
     // the gateway's own credentials, which are missing at first.
     let sc_creds = pki.credentials(tmp.path(), NODE, &[]);
     let sidecar = start_sidecar(
-        &write_config(tmp.path(), "sc.json", &sidecar_config(ListenerTlsConfig {
-            mode: ListenerTlsMode::Strict,
-            certificate: CertificateSource::Own,
-            validation: Some(own_trust(&[&spiffe(GW)])),
-        })),
+        &write_config(
+            tmp.path(),
+            "sc.json",
+            &sidecar_config(ListenerTlsConfig {
+                mode: ListenerTlsMode::Strict,
+                certificate: CertificateSource::Own,
+                validation: Some(own_trust(&[&spiffe(GW)])),
+            }),
+        ),
         app,
         &sc_creds,
     );
     let config = gateway_config(
-        ListenerTlsConfig { mode: ListenerTlsMode::Disabled, certificate: CertificateSource::Own, validation: None },
+        ListenerTlsConfig {
+            mode: ListenerTlsMode::Disabled,
+            certificate: CertificateSource::Own,
+            validation: None,
+        },
         &sidecar.addrs["sidecar-inbound"],
-        Some(ClientTlsConfig { certificate: Some(CertificateSource::Own), validation: own_trust(&[&spiffe(NODE)]) }),
+        Some(ClientTlsConfig {
+            certificate: Some(CertificateSource::Own),
+            validation: own_trust(&[&spiffe(NODE)]),
+        }),
     );
     let gw_cfg = write_config(tmp.path(), "gw.json", &config);
     let gateway = Proxy::start(
-        &["gateway", "--config", &gw_cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[
+            "gateway",
+            "--config",
+            &gw_cfg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
         &["gateway", "admin"],
     );
     let r = reqwest::blocking::get(gateway.url("gateway", "/x")).unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("x-appliance-proxy"));
     let body = r.text().unwrap();
-    assert!(body.contains("upstream TLS failed") && body.contains("not loaded yet"), "{body}");
+    assert!(
+        body.contains("no TLS to") && body.contains("not loaded yet"),
+        "{body}"
+    );
     drop(gateway);
     // With credentials: through, mutual TLS both ways with SANs checked both ways.
     let gw_creds = pki.credentials(tmp.path(), GW, &[]);
     let gateway = Proxy::start(
-        &["gateway", "--config", &gw_cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--credentials-dir", &gw_creds.to_string_lossy()],
+        &[
+            "gateway",
+            "--config",
+            &gw_cfg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--credentials-dir",
+            &gw_creds.to_string_lossy(),
+        ],
         &["gateway", "admin"],
     );
     let r = reqwest::blocking::get(gateway.url("gateway", "/x")).unwrap();
@@ -577,18 +812,29 @@ fn swapping_credentials_and_rotating_the_ca_under_load_fails_no_request() {
     let new_root = pki.ca.root_certs().last().unwrap().clone();
 
     let sidecar = start_sidecar(
-        &write_config(tmp.path(), "sc.json", &sidecar_config(ListenerTlsConfig {
-            mode: ListenerTlsMode::Strict,
-            certificate: CertificateSource::Own,
-            validation: Some(own_trust(&[&spiffe(GW)])),
-        })),
+        &write_config(
+            tmp.path(),
+            "sc.json",
+            &sidecar_config(ListenerTlsConfig {
+                mode: ListenerTlsMode::Strict,
+                certificate: CertificateSource::Own,
+                validation: Some(own_trust(&[&spiffe(GW)])),
+            }),
+        ),
         app,
         &sc_creds,
     );
     let config = gateway_config(
-        ListenerTlsConfig { mode: ListenerTlsMode::Strict, certificate: CertificateSource::Own, validation: None },
+        ListenerTlsConfig {
+            mode: ListenerTlsMode::Strict,
+            certificate: CertificateSource::Own,
+            validation: None,
+        },
         &sidecar.addrs["sidecar-inbound"],
-        Some(ClientTlsConfig { certificate: Some(CertificateSource::Own), validation: own_trust(&[&spiffe(NODE)]) }),
+        Some(ClientTlsConfig {
+            certificate: Some(CertificateSource::Own),
+            validation: own_trust(&[&spiffe(NODE)]),
+        }),
     );
     let gateway = start_gateway(&write_config(tmp.path(), "gw.json", &config), &gw_creds);
     let url = format!("https://localhost:{}/x", port(&gateway.addrs["gateway"]));
@@ -597,10 +843,18 @@ fn swapping_credentials_and_rotating_the_ca_under_load_fails_no_request() {
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut load = Vec::new();
     for i in 0..4 {
-        let (stop, ok, failed, url, bundle) = (stop.clone(), ok.clone(), failed.clone(), url.clone(), both_bundle.clone());
+        let (stop, ok, failed, url, bundle) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            url.clone(),
+            both_bundle.clone(),
+        );
         load.push(std::thread::spawn(move || {
             // Half keep connections alive; half open a new one (a new handshake) per request.
-            let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).tls_built_in_root_certs(false);
+            let mut b = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .tls_built_in_root_certs(false);
             for cert in reqwest::Certificate::from_pem_bundle(bundle.as_bytes()).unwrap() {
                 b = b.add_root_certificate(cert);
             }
@@ -610,7 +864,11 @@ fn swapping_credentials_and_rotating_the_ca_under_load_fails_no_request() {
             let client = b.build().unwrap();
             let mut first_error = None;
             while !stop.load(Ordering::Relaxed) {
-                match client.get(&url).send().and_then(|r| Ok((r.status(), r.text()?))) {
+                match client
+                    .get(&url)
+                    .send()
+                    .and_then(|r| Ok((r.status(), r.text()?)))
+                {
                     Ok((s, body)) if s == 200 && body == "app" => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -624,7 +882,8 @@ fn swapping_credentials_and_rotating_the_ca_under_load_fails_no_request() {
         }));
     }
     let began = Instant::now();
-    let at = |secs: u64| std::thread::sleep(Duration::from_secs(secs).saturating_sub(began.elapsed()));
+    let at =
+        |secs: u64| std::thread::sleep(Duration::from_secs(secs).saturating_sub(began.elapsed()));
     at(4);
     write_credentials(&gw_creds, Some((&renewed[0].0, &renewed[0].1)), None);
     write_credentials(&sc_creds, Some((&renewed[1].0, &renewed[1].1)), None);
@@ -650,6 +909,42 @@ fn swapping_credentials_and_rotating_the_ca_under_load_fails_no_request() {
         .unwrap();
     assert_eq!(only_new.get(&url).send().unwrap().text().unwrap(), "app");
     assert!(!old_bundle.is_empty());
+    // And the sidecar swapped too: a new gateway that trusts only the new root, on a leaf
+    // only the new root vouches for, gets through it (mTLS with SANs both ways).
+    let blocks: Vec<&str> = both_bundle
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        4,
+        "old and new root, old and new intermediate"
+    );
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let (chain, key) = pki.leaf(GW, &["localhost"]);
+    write_credentials(
+        &fresh,
+        Some((&chain, &key)),
+        Some(&format!("{}{}", blocks[1], blocks[3])),
+    );
+    let second = start_gateway(&write_config(tmp.path(), "gw.json", &config), &fresh);
+    let r = https(&both_bundle)
+        .get(format!(
+            "https://localhost:{}/x",
+            port(&second.addrs["gateway"])
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().unwrap()),
+        (200, "app".to_owned())
+    );
     let s = stats(&sidecar);
-    assert!(s.contains(&format!("appliance_listener_tls_handshakes_total{{listener=\"0.0.0.0_9080\",peer=\"{}\"}}", spiffe(GW))), "{s}");
+    assert!(
+        s.contains(&format!(
+            "appliance_listener_tls_handshakes_total{{listener=\"0.0.0.0_9080\",peer=\"{}\"}}",
+            spiffe(GW)
+        )),
+        "{s}"
+    );
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 pub use config::*;
 
+use crate::model::spec::{ClientPolicy, ClientPolicyTls};
 use crate::model::spec::{
     DefaultGatewayRouteRewrite, GatewayRouteSpec, GatewayRouteType, GrpcGatewayRouteMatch,
     GrpcRetryEvent, GrpcRouteMetadata, HttpGatewayRouteMatch, HttpGatewayRoutePrefixRewrite,
@@ -15,7 +16,6 @@ use crate::model::spec::{
     ListenerTimeout, PortProtocol, RouteSpec, RouteType, ServiceDiscovery, VirtualGatewaySpec,
     VirtualNodeSpec, VirtualRouterSpec, VirtualServiceProvider, VirtualServiceSpec,
 };
-use crate::model::spec::{ClientPolicy, ClientPolicyTls};
 use crate::model::{Identity, ProxyKind, ResourceId, ResourceKind, ResourceName, Spec};
 
 /// One mesh's resources, typed.

@@ -9,6 +9,7 @@ mod route_table;
 mod server;
 mod stats;
 mod tls;
+mod upgrade;
 mod upstream;
 
 use std::collections::HashMap;

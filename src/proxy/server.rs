@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{Body, ProxyError};
-use super::tls::{Downstream, UpstreamTlsError};
 use super::route_table::{RequestView, Route};
+use super::tls::{Downstream, UpstreamTlsError};
+use super::upgrade::take_upgrade;
 use super::{Runtime, State};
 
 /// Bodies up to this size are buffered so a failed try can be retried; larger ones stream
@@ -600,61 +601,6 @@ fn request_id() -> String {
     uuid::Builder::from_random_bytes(rand::random())
         .into_uuid()
         .to_string()
-}
-
-/// A downstream HTTP/1.1 upgrade (WebSocket): the headers that ask for it, and the
-/// connection hyper hands over once the upstream agrees.
-struct Upgrade {
-    connection: HeaderValue,
-    upgrade: HeaderValue,
-    downstream: hyper::upgrade::OnUpgrade,
-}
-
-fn take_upgrade(parts: &mut http::request::Parts) -> Option<Upgrade> {
-    let connection = parts.headers.get(http::header::CONNECTION)?;
-    let asks = connection
-        .to_str()
-        .ok()?
-        .split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !asks || parts.version != http::Version::HTTP_11 {
-        return None;
-    }
-    let upgrade = parts.headers.get(http::header::UPGRADE)?.clone();
-    let connection = connection.clone();
-    let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
-    Some(Upgrade {
-        connection,
-        upgrade,
-        downstream,
-    })
-}
-
-impl Upgrade {
-    fn restore(&self, headers: &mut HeaderMap) {
-        headers.insert(http::header::CONNECTION, self.connection.clone());
-        headers.insert(http::header::UPGRADE, self.upgrade.clone());
-    }
-
-    /// Answers the client's upgrade with the upstream's 101 and splices the two upgraded
-    /// connections together until either side closes.
-    fn bridge(self, mut resp: Response<Incoming>) -> Response<Body> {
-        let upstream = hyper::upgrade::on(&mut resp);
-        let downstream = self.downstream;
-        tokio::spawn(async move {
-            match tokio::try_join!(downstream, upstream) {
-                Ok((down, up)) => {
-                    let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                        tracing::debug!(error = %e, "upgraded connection ended");
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-            }
-        });
-        let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, body.boxed())
-    }
 }
 
 fn finish(resp: Response<Incoming>) -> Response<Body> {

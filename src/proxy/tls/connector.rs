@@ -27,7 +27,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A TLS connection to an upstream could not be made; the request gets a 503 naming it.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream TLS failed: {reason}")]
+#[error("{reason}")]
 pub struct UpstreamTlsError {
     /// One line: what failed and the likely cause.
     pub reason: String,
@@ -95,13 +95,16 @@ impl UpstreamTls {
     ) -> Result<TlsStream<TcpStream>, UpstreamTlsError> {
         let endpoint = uri.authority().map(|a| a.as_str()).unwrap_or("?");
         let missing = [
-            self.cert.as_ref().filter(|c| c.current().is_none()).map(|c| &c.what),
+            self.cert
+                .as_ref()
+                .filter(|c| c.current().is_none())
+                .map(|c| &c.what),
             Some(&self.trust.what).filter(|_| self.trust.current().is_none()),
         ];
         if let Some(what) = missing.into_iter().flatten().next() {
             self.failed("no_credentials");
             return Err(UpstreamTlsError {
-                reason: format!("{what} not loaded yet, so no TLS to {endpoint}"),
+                reason: format!("no TLS to {endpoint}: {what} are not loaded yet"),
             });
         }
         let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
@@ -145,7 +148,7 @@ impl UpstreamTls {
                     _ => "",
                 };
                 Err(UpstreamTlsError {
-                    reason: format!("handshake with {endpoint}: {e}{hint}"),
+                    reason: format!("TLS handshake failed: {e}{hint}"),
                 })
             }
         }
@@ -185,7 +188,7 @@ impl tower::Service<Uri> for Connector {
                 None => Ok(Conn::Plain(tcp)),
                 Some(tls) => {
                     let stream = tls.handshake(&uri, tcp.into_inner()).await?;
-                    Ok(Conn::Tls(TokioIo::new(stream)))
+                    Ok(Conn::Tls(TokioIo::new(Box::new(stream))))
                 }
             }
         })
@@ -195,7 +198,7 @@ impl tower::Service<Uri> for Connector {
 /// An upstream connection, plain or TLS.
 pub enum Conn {
     Plain(TokioIo<TcpStream>),
-    Tls(TokioIo<TlsStream<TcpStream>>),
+    Tls(TokioIo<Box<TlsStream<TcpStream>>>),
 }
 
 impl Connection for Conn {

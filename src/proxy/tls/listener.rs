@@ -18,7 +18,7 @@ use super::verify::{failure_reason, peer_identity, rustls_error, PeerVerifier, S
 use super::{CertSlot, TlsStore};
 use crate::compile::{ConfigError, ListenerTlsConfig};
 use crate::model::spec::{ListenerTlsMode, PortProtocol};
-use crate::proxy::stats::{ListenerPeerLabels, ListenerReasonLabels, ListenerLabels, Stats};
+use crate::proxy::stats::{ListenerLabels, ListenerPeerLabels, ListenerReasonLabels, Stats};
 
 /// A client that has not sent its first byte, or finished its handshake, by then is
 /// dropped, so half-open connections cannot pile up.
@@ -50,15 +50,15 @@ impl ListenerTls {
         stats: &Arc<Stats>,
     ) -> Result<ListenerTls, ConfigError> {
         let cert = store.cert(&config.certificate);
-        let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
-            match &config.validation {
-                Some(v) => Arc::new(PeerVerifier {
-                    trust: store.trust(&v.trust),
-                    sans: v.subject_alternative_names.clone(),
-                    provider: store.provider.clone(),
-                }),
-                None => rustls::server::WebPkiClientVerifier::no_client_auth(),
-            };
+        let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match &config.validation
+        {
+            Some(v) => Arc::new(PeerVerifier {
+                trust: store.trust(&v.trust),
+                sans: v.subject_alternative_names.clone(),
+                provider: store.provider.clone(),
+            }),
+            None => rustls::server::WebPkiClientVerifier::no_client_auth(),
+        };
         let mut server = ServerConfig::builder_with_provider(store.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| ConfigError::Invalid(format!("listener {label} TLS: {e}")))?
@@ -91,7 +91,10 @@ impl ListenerTls {
             .inc();
     }
 
-    fn counter(&self, family: &prometheus_client::metrics::family::Family<ListenerLabels, Counter>) {
+    fn counter(
+        &self,
+        family: &prometheus_client::metrics::family::Family<ListenerLabels, Counter>,
+    ) {
         family
             .get_or_create(&ListenerLabels {
                 listener: self.label.clone(),

@@ -22,8 +22,8 @@ use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use tokio_util::sync::CancellationToken;
 
-pub use connector::{Connector, UpstreamTlsError};
 pub(crate) use connector::UpstreamTls;
+pub use connector::{Connector, UpstreamTlsError};
 pub(crate) use listener::{Downstream, ListenerTls};
 
 use crate::compile::{CertificateSource, TrustSource};
@@ -147,10 +147,14 @@ pub(crate) struct TlsStore {
     files: Mutex<Files>,
 }
 
+/// A file certificate's slot and the (chain, key) modification times it was loaded at.
+type FileCert = (Arc<CertSlot>, Option<[SystemTime; 2]>);
+
 /// File slots with the modification times they were loaded at (none: not loaded yet).
 #[derive(Default)]
 struct Files {
-    certs: HashMap<(String, String), (Arc<CertSlot>, Option<[SystemTime; 2]>)>,
+    /// (chain path, key path) -> slot.
+    certs: HashMap<(String, String), FileCert>,
     trusts: HashMap<String, (Arc<TrustSlot>, Option<SystemTime>)>,
 }
 
@@ -175,21 +179,27 @@ impl TlsStore {
     /// Checks and installs the proxy's own credentials: the trust first, so by the time the
     /// new leaf is presented the proxy already accepts peers renewed by the same CA.
     pub fn set_own(&self, creds: &Credentials) -> Result<SystemTime, TlsError> {
-        let (key, not_after) = certified_key(
+        let (key, not_after) =
+            certified_key(&self.provider, &creds.cert_chain_pem, &creds.key_pem, OWN)?;
+        let trust = trust(
             &self.provider,
-            &creds.cert_chain_pem,
-            &creds.key_pem,
-            OWN,
+            &creds.trust_bundle_pem,
+            &self.own_trust.what,
         )?;
-        let trust = trust(&self.provider, &creds.trust_bundle_pem, &self.own_trust.what)?;
         self.own_trust.trust.store(Some(Arc::new(trust)));
         self.own_cert.key.store(Some(Arc::new(key)));
-        *self.own_expiry.lock().unwrap_or_else(PoisonError::into_inner) = Some(not_after);
+        *self
+            .own_expiry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(not_after);
         Ok(not_after)
     }
 
     pub fn own_expiry(&self) -> Option<SystemTime> {
-        *self.own_expiry.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .own_expiry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The slot for a certificate source; a file is read now if it is new to this proxy.
@@ -392,13 +402,15 @@ fn trust(provider: &Arc<CryptoProvider>, pem: &str, what: &str) -> Result<Trust,
         });
     }
     let roots = Arc::new(roots);
-    let clients =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| TlsError::Trust {
-                what: what.to_owned(),
-                reason: e.to_string(),
-            })?;
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsError::Trust {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok(Trust { roots, clients })
 }
 
@@ -443,7 +455,9 @@ pub fn watch_credentials_dir(
             }
             match load(&files).and_then(|c| rt.set_credentials(c)) {
                 Ok(()) => seen = now,
-                Err(e) => tracing::warn!(error = %e, "credentials directory not reloaded; keeping the previous credentials"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "credentials directory not reloaded; keeping the previous credentials")
+                }
             }
         }
     });
