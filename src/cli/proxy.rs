@@ -49,6 +49,11 @@ pub struct SourceArgs {
     /// read them in App Mesh.
     #[arg(long)]
     pub identity: Option<String>,
+    /// With --config: the proxy's own TLS credentials, DIR/cert.pem (chain), DIR/key.pem and
+    /// DIR/ca.pem (CA bundle), re-read when they change. With --control they come from the
+    /// control plane instead.
+    #[arg(long, requires = "config")]
+    pub credentials_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -315,6 +320,9 @@ async fn run(
         let config = load(path)?;
         check_kind(&config.identity, &role, &path.display().to_string())?;
         let rt = Runtime::new(config.clone(), listeners_stop.clone())?;
+        if let Some(dir) = &source.credentials_dir {
+            crate::proxy::watch_credentials_dir(&rt, dir, listeners_stop.clone())?;
+        }
         let (listeners, tasks) = start(&role, rt, config, egress, admin, &listeners_stop).await?;
         notify::ready();
         notify::spawn_watchdog(shutdown.clone());
@@ -356,10 +364,9 @@ async fn run(
         identity: identity.clone(),
         advertise,
     };
-    let creds = client::ensure_enrolled(&opts, &state, source.token.as_deref(), &shutdown)
+    let mut creds = client::ensure_enrolled(&opts, &state, source.token.as_deref(), &shutdown)
         .await
         .map_err(anyhow::Error::new)?;
-    let _ = creds; // The data plane's TLS takes them once listeners speak TLS.
 
     let (events_tx, mut events) = mpsc::channel::<Event>(4);
     let (health_tx, health_rx) = watch::channel(true);
@@ -403,7 +410,7 @@ async fn run(
                         let _ = reply.send(Ok(()));
                         break *config;
                     }
-                    Some(Event::Credentials(_)) => continue,
+                    Some(Event::Credentials(c)) => { creds = c; continue }
                     None => anyhow::bail!("the sync client stopped"),
                 }
             }
@@ -411,6 +418,9 @@ async fn run(
     };
     let rt = Runtime::new(first.clone(), listeners_stop.clone())?;
     let _ = runtime_cell.set(rt.clone());
+    // The leaf from enrolment (or the state dir) is the data plane's TLS identity too.
+    rt.set_credentials(data_plane(&creds))
+        .context("the proxy's credentials")?;
     let (mut listeners, tasks) =
         match start(&role, rt.clone(), first, egress, admin, &listeners_stop).await {
             Ok(x) => x,
@@ -443,9 +453,10 @@ async fn run(
                 Some(Event::Config { config, reply }) => {
                     let _ = reply.send(listeners.apply(*config).await);
                 }
-                Some(Event::Credentials(_)) => {
-                    tracing::info!("new certificate in use for new connections");
-                }
+                Some(Event::Credentials(c)) => match rt.set_credentials(data_plane(&c)) {
+                    Ok(()) => tracing::info!("new certificate in use for new connections"),
+                    Err(e) => tracing::error!(error = %e, "the renewed certificate is unusable; keeping the previous one"),
+                },
                 None => break,
             }
         }
@@ -512,4 +523,12 @@ async fn default_advertise(listen: Option<SocketAddr>, control: &str) -> String 
     .await
     .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     ip.to_string()
+}
+
+fn data_plane(c: &crate::sync::Credentials) -> crate::proxy::Credentials {
+    crate::proxy::Credentials {
+        cert_chain_pem: c.chain_pem.clone(),
+        key_pem: c.key_pem.clone(),
+        trust_bundle_pem: c.trust_bundle_pem.clone(),
+    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::spec::{
     FileAccessLog, HealthCheckPolicy, HttpGatewayRouteMatch, HttpGatewayRouteRewrite,
-    HttpRouteMatch, PortProtocol,
+    HttpRouteMatch, ListenerTlsMode, PortProtocol,
 };
 use crate::model::Identity;
 
@@ -43,6 +43,66 @@ pub struct ListenerConfig {
     pub per_request_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub role: ListenerRole,
+    /// TLS the listener terminates; none is plain text (App Mesh's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// A listener's `tls`: what it serves and, for mutual TLS, whom it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerTlsConfig {
+    /// STRICT: TLS only. PERMISSIVE: TLS and plain text on one port, told apart by the
+    /// first byte. DISABLED: plain text only (the certificate is not loaded).
+    pub mode: ListenerTlsMode,
+    pub certificate: CertificateSource,
+    /// Present: clients must present a certificate this validates (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationConfig>,
+}
+
+/// Where a certificate and its private key come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CertificateSource {
+    /// The proxy's own leaf from the appliance CA, on a key that never left the proxy's host
+    /// (what an `acm` certificate ARN or an `sds` secret means here).
+    Own,
+    /// PEM files on the proxy's host, re-read when they change.
+    File { chain: String, key: String },
+}
+
+/// Where the roots a peer's certificate must chain to come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrustSource {
+    /// The appliance CA's bundle, delivered with the proxy's own credentials (an `acm`
+    /// trust naming the appliance CA, or `sds`).
+    Own,
+    /// A PEM bundle on the proxy's host, re-read when it changes.
+    File { path: String },
+}
+
+/// How a peer's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationConfig {
+    pub trust: TrustSource,
+    /// Exact names, one of which a DNS or URI (SPIFFE) SAN of the peer must equal; empty
+    /// means any certificate that chains to the trust is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alternative_names: Vec<String>,
+}
+
+/// TLS a proxy originates to a cluster: the client policy that applies to it, already
+/// narrowed by `enforce` and `ports` (a policy that does not apply leaves no value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTlsConfig {
+    /// The client certificate offered when the upstream asks for one (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateSource>,
+    pub validation: ValidationConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +190,9 @@ pub struct ClusterConfig {
     pub endpoints: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckPolicy>,
+    /// TLS to every endpoint (requests and health checks alike); none is plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsConfig>,
 }
 
 /// Why a config cannot be built or loaded.

@@ -2,11 +2,13 @@
 //! stored resources to what one proxy needs. No I/O of any kind; the output is deterministic.
 
 mod config;
+mod tls;
 
 use std::collections::BTreeMap;
 
 pub use config::*;
 
+use crate::model::spec::{ClientPolicy, ClientPolicyTls};
 use crate::model::spec::{
     DefaultGatewayRouteRewrite, GatewayRouteSpec, GatewayRouteType, GrpcGatewayRouteMatch,
     GrpcRetryEvent, GrpcRouteMetadata, HttpGatewayRouteMatch, HttpGatewayRoutePrefixRewrite,
@@ -165,6 +167,12 @@ impl Builder<'_> {
             .ok_or_else(|| ConfigError::Missing(format!("virtual gateway {name}")))?;
         let empty = Vec::new();
         let grs = self.snapshot.gateway_routes.get(name).unwrap_or(&empty);
+        // A gateway has no per-backend policies: its defaults cover every target.
+        let policy = policy_tls(
+            gw.backend_defaults
+                .as_ref()
+                .and_then(|d| d.client_policy.as_ref()),
+        );
         let mut listeners = Vec::new();
         for l in &gw.listeners {
             let (port, protocol) = (
@@ -200,7 +208,7 @@ impl Builder<'_> {
                     continue;
                 }
                 let service = target.virtual_service.virtual_service_name.to_string();
-                self.service(&service, target.port, Some(protocol))?;
+                self.service(&service, target.port, Some(protocol), policy)?;
                 let path = m.path.as_ref();
                 let key = order_key(
                     gr.priority,
@@ -228,6 +236,7 @@ impl Builder<'_> {
                 role: ListenerRole::Gateway {
                     routes: routes.into_iter().map(|(_, _, r)| r).collect(),
                 },
+                tls: l.tls.as_ref().map(tls::listener),
             });
         }
         Ok(listeners)
@@ -239,8 +248,14 @@ impl Builder<'_> {
             .nodes
             .get(name)
             .ok_or_else(|| ConfigError::Missing(format!("virtual node {name}")))?;
-        for backend in node.backend_services() {
-            self.service(backend, None, None)?;
+        let defaults = node
+            .backend_defaults
+            .as_ref()
+            .and_then(|d| d.client_policy.as_ref());
+        for crate::model::spec::Backend::VirtualService(b) in node.backends.iter().flatten() {
+            // A backend's own policy replaces the defaults as a whole, as in App Mesh.
+            let policy = policy_tls(b.client_policy.as_ref().or(defaults));
+            self.service(b.virtual_service_name.as_str(), None, None, policy)?;
         }
         Ok(node
             .listeners()
@@ -264,6 +279,7 @@ impl Builder<'_> {
                     role: ListenerRole::Inbound {
                         health_check: l.health_check.clone(),
                     },
+                    tls: l.tls.as_ref().map(tls::listener),
                 }
             })
             .collect())
@@ -276,6 +292,7 @@ impl Builder<'_> {
         name: &str,
         port: Option<u16>,
         protocol: Option<PortProtocol>,
+        policy: Option<&ClientPolicyTls>,
     ) -> Result<(), ConfigError> {
         if self.services.contains_key(name) {
             return Ok(());
@@ -289,7 +306,7 @@ impl Builder<'_> {
         {
             Some(VirtualServiceProvider::VirtualNode(p)) => {
                 let node = p.virtual_node_name.to_string();
-                let cluster = self.cluster(&node, port)?;
+                let cluster = self.cluster(&node, port, policy)?;
                 routes.push(RouteConfig {
                     name: format!("virtualNode/{node}"),
                     r#match: HttpRouteMatch {
@@ -319,7 +336,7 @@ impl Builder<'_> {
                     }
                     let mut targets = Vec::new();
                     for t in route.weighted_targets() {
-                        let cluster = self.cluster(t.virtual_node.as_str(), t.port)?;
+                        let cluster = self.cluster(t.virtual_node.as_str(), t.port, policy)?;
                         targets.push(WeightedCluster {
                             cluster,
                             weight: t.weight,
@@ -357,8 +374,15 @@ impl Builder<'_> {
     }
 
     /// The cluster for one listener of a virtual node: `cds_egress_<mesh>_<node>_<proto>_<port>`,
-    /// App Mesh's Envoy cluster name.
-    fn cluster(&mut self, node_name: &str, port: Option<u16>) -> Result<String, ConfigError> {
+    /// App Mesh's Envoy cluster name. The client policy that reaches it through this service
+    /// decides its TLS; should two services reach the same listener under different TLS, the
+    /// later one gets `_tls<n>` appended, so each cluster has one TLS setting (and one pool).
+    fn cluster(
+        &mut self,
+        node_name: &str,
+        port: Option<u16>,
+        policy: Option<&ClientPolicyTls>,
+    ) -> Result<String, ConfigError> {
         let node = self
             .snapshot
             .nodes
@@ -375,11 +399,20 @@ impl Builder<'_> {
             ))
         })?;
         let (port, protocol) = (listener.port_mapping.port, listener.port_mapping.protocol);
-        let name = format!(
+        let tls = policy
+            .filter(|p| p.enforces() && p.applies_to_port(port))
+            .map(tls::client);
+        let base = format!(
             "cds_egress_{}_{node_name}_{}_{port}",
             self.snapshot.mesh,
             protocol.as_str()
         );
+        let mut name = base.clone();
+        let mut n = 1;
+        while self.clusters.get(&name).is_some_and(|c| c.tls != tls) {
+            n += 1;
+            name = format!("{base}_tls{n}");
+        }
         if !self.clusters.contains_key(&name) {
             let endpoints = match self.endpoints.get(node_name) {
                 Some(list) => list.iter().map(|a| with_port(a, port)).collect(),
@@ -399,6 +432,7 @@ impl Builder<'_> {
                     protocol,
                     endpoints,
                     health_check: listener.health_check.clone(),
+                    tls,
                 },
             );
         }
@@ -424,6 +458,11 @@ fn with_port(addr: &str, port: u16) -> String {
         }
         Err(_) => format!("{addr}:{port}"),
     }
+}
+
+/// The TLS part of a client policy, if it has one.
+fn policy_tls(policy: Option<&ClientPolicy>) -> Option<&ClientPolicyTls> {
+    policy.and_then(|p| p.tls.as_ref())
 }
 
 /// Whether a listener of `listener` protocol (`None`: a sidecar's egress, any HTTP kind)

@@ -195,3 +195,168 @@ fn explicit_priority_and_longer_prefixes_come_first() {
     );
     assert!(order_key(None, None, true, false) < order_key(None, Some("/a"), false, false));
 }
+
+// === TLS ===
+
+const CA_ARN: &str = "arn:aws:acm-pca:us-west-2:000000000000:certificate-authority/x";
+
+/// The walkthrough's `colorgateway-vg-backendDefaults.json` stage: STRICT listener on an ACM
+/// certificate, and a client policy trusting the CA for every backend (enforce left unset).
+fn with_gateway_tls(snap: &mut Snapshot, client_policy: serde_json::Value) {
+    let spec = Spec::parse(
+        ResourceKind::VirtualGateway,
+        Some(&json!({
+            "listeners": [{"portMapping": {"port": 9080, "protocol": "http"},
+                "tls": {"mode": "STRICT", "certificate": {"acm": {"certificateArn": "arn:aws:acm:us-west-2:000000000000:certificate/c"}}}}],
+            "backendDefaults": {"clientPolicy": client_policy}
+        })),
+    )
+    .unwrap();
+    let Spec::VirtualGateway(vg) = spec else {
+        panic!("a gateway spec")
+    };
+    snap.gateways.insert("colorgateway-vg".into(), vg);
+}
+
+fn trust_ca() -> ValidationConfig {
+    ValidationConfig {
+        trust: TrustSource::Own,
+        subject_alternative_names: Vec::new(),
+    }
+}
+
+#[test]
+fn acm_listener_certificate_and_ca_trust_become_the_proxys_own_credentials() {
+    let mut snap = walkthrough();
+    with_gateway_tls(
+        &mut snap,
+        json!({"tls": {"validation": {"trust": {"acm": {"certificateAuthorityArns": [CA_ARN]}}}}}),
+    );
+    let cfg = compile(&snap, &gateway(), &Endpoints::new(), 1).unwrap();
+    assert_eq!(
+        cfg.listeners[0].tls,
+        Some(ListenerTlsConfig {
+            mode: crate::model::spec::ListenerTlsMode::Strict,
+            certificate: CertificateSource::Own,
+            validation: None,
+        })
+    );
+    // App Mesh's defaults: enforce true, all ports. Every cluster originates TLS.
+    assert_eq!(cfg.clusters.len(), 4);
+    for (name, c) in &cfg.clusters {
+        assert_eq!(
+            c.tls,
+            Some(ClientTlsConfig {
+                certificate: None,
+                validation: trust_ca()
+            }),
+            "{name}"
+        );
+    }
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(ProxyConfig::from_json(&text).unwrap(), cfg);
+}
+
+#[test]
+fn a_policy_that_is_not_enforced_or_names_other_ports_leaves_plain_text() {
+    for (policy, tls) in [
+        (json!({"enforce": false}), false),
+        (json!({"ports": [8443]}), false),
+        (json!({"ports": [8443, 9080]}), true),
+        (json!({"ports": []}), true),
+    ] {
+        let mut tls_json = policy.clone();
+        tls_json["validation"] = json!({"trust": {"file": {"certificateChain": "/etc/ca.pem"}}});
+        let mut snap = walkthrough();
+        with_gateway_tls(&mut snap, json!({ "tls": tls_json }));
+        let cfg = compile(&snap, &gateway(), &Endpoints::new(), 1).unwrap();
+        let c = &cfg.clusters["cds_egress_ColorApp_colorteller-white-vn_http_9080"];
+        assert_eq!(c.tls.is_some(), tls, "{policy}");
+        if let Some(t) = &c.tls {
+            assert_eq!(
+                t.validation.trust,
+                TrustSource::File {
+                    path: "/etc/ca.pem".into()
+                }
+            );
+        }
+    }
+}
+
+#[test]
+fn a_backends_own_policy_replaces_the_defaults_and_keeps_its_cluster_apart() {
+    let mut snap = walkthrough();
+    let node = json!({
+        "listeners": [{"portMapping": {"port": 9080, "protocol": "http"},
+            "tls": {"mode": "PERMISSIVE",
+                "certificate": {"file": {"certificateChain": "/c.pem", "privateKey": "/k.pem"}},
+                "validation": {"trust": {"sds": {"secretName": "ca"}},
+                    "subjectAlternativeNames": {"match": {"exact": ["spiffe://b", "spiffe://a"]}}}}}],
+        "serviceDiscovery": {"dns": {"hostname": "white"}},
+        "backendDefaults": {"clientPolicy": {"tls": {
+            "certificate": {"sds": {"secretName": "own"}},
+            "validation": {"trust": {"acm": {"certificateAuthorityArns": [CA_ARN]}}}}}},
+        "backends": [
+            {"virtualService": {"virtualServiceName": format!("colorteller-1.{D}")}},
+            {"virtualService": {"virtualServiceName": format!("colorteller-2.{D}"),
+                "clientPolicy": {"tls": {"enforce": false, "validation": {"trust": {"sds": {"secretName": "ca"}}}}}}}
+        ]
+    });
+    // Both services reach the white node: one with mTLS, one in plain text.
+    snap.routes.insert(
+        "colorteller-vr-2".into(),
+        vec![(
+            "colorteller-route-2".into(),
+            match Spec::parse(ResourceKind::Route, Some(&json!({"httpRoute": {"match": {"prefix": "/"},
+                "action": {"weightedTargets": [{"virtualNode": "colorteller-white-vn", "weight": 1}]}}})))
+            .unwrap()
+            {
+                Spec::Route(r) => r,
+                _ => panic!("a route"),
+            },
+        )],
+    );
+    let Spec::VirtualNode(vn) = Spec::parse(ResourceKind::VirtualNode, Some(&node)).unwrap() else {
+        panic!("a node spec")
+    };
+    snap.nodes.insert("colorteller-white-vn".into(), vn);
+    let id = Identity::parse("mesh/ColorApp/virtualNode/colorteller-white-vn").unwrap();
+    let cfg = compile(&snap, &id, &Endpoints::new(), 1).unwrap();
+    let listener = cfg.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(
+        listener.certificate,
+        CertificateSource::File {
+            chain: "/c.pem".into(),
+            key: "/k.pem".into()
+        }
+    );
+    assert_eq!(
+        listener.validation,
+        Some(ValidationConfig {
+            trust: TrustSource::Own,
+            subject_alternative_names: vec!["spiffe://a".into(), "spiffe://b".into()],
+        })
+    );
+    let base = "cds_egress_ColorApp_colorteller-white-vn_http_9080";
+    assert_eq!(
+        cfg.clusters[base].tls,
+        Some(ClientTlsConfig {
+            certificate: Some(CertificateSource::Own),
+            validation: trust_ca()
+        })
+    );
+    let plain = format!("{base}_tls2");
+    assert_eq!(cfg.clusters[&plain].tls, None);
+    assert_eq!(
+        cfg.services[&format!("colorteller-2.{D}")].routes[0].targets[0].cluster,
+        plain
+    );
+}
+
+#[test]
+fn a_config_without_tls_fields_still_loads() {
+    let cfg = compile(&walkthrough(), &gateway(), &Endpoints::new(), 1).unwrap();
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(!text.contains("\"tls\""), "no TLS, no field: {text}");
+    assert_eq!(ProxyConfig::from_json(&text).unwrap(), cfg);
+}

@@ -23,6 +23,14 @@ pub enum ProxyError {
         endpoint: String,
         reason: String,
     },
+    /// The cluster's client policy asks for TLS and the handshake failed: a configuration
+    /// problem (or credentials not delivered yet), not a passing one, so it is not retried.
+    #[error("upstream {endpoint} of {cluster}: {reason}")]
+    UpstreamTls {
+        cluster: String,
+        endpoint: String,
+        reason: String,
+    },
     #[error("upstream did not answer within {0} ms")]
     Timeout(u64),
     #[error("bad request: {0}")]
@@ -34,9 +42,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
             ProxyError::NotABackend { .. } => StatusCode::FORBIDDEN,
-            ProxyError::NoProvider(_) | ProxyError::NoHealthyEndpoint(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoProvider(_)
+            | ProxyError::NoHealthyEndpoint(_)
+            | ProxyError::UpstreamTls { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -68,7 +76,8 @@ impl ProxyError {
             ProxyError::BadRequest(_) => 3,      // INVALID_ARGUMENT
             ProxyError::NoProvider(_)
             | ProxyError::NoHealthyEndpoint(_)
-            | ProxyError::Upstream { .. } => 14, // UNAVAILABLE
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamTls { .. } => 14, // UNAVAILABLE
         }
     }
 

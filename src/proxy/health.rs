@@ -22,7 +22,8 @@ pub fn spawn(
         return;
     };
     for ep in &cluster.endpoints {
-        let (ep, policy, clients, stats, stop) = (
+        let (cluster, ep, policy, clients, stats, stop) = (
+            cluster.clone(),
             ep.clone(),
             policy.clone(),
             clients.clone(),
@@ -45,7 +46,7 @@ pub fn spawn(
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let ok = probe(&ep, &policy, &clients).await;
+                let ok = probe(Some(&cluster), &ep, &policy, &clients).await;
                 if ok {
                     ok_run += 1;
                     fail_run = 0;
@@ -67,7 +68,15 @@ pub fn spawn(
     }
 }
 
-pub(super) async fn probe(ep: &Endpoint, policy: &HealthCheckPolicy, clients: &Clients) -> bool {
+/// One check. An HTTP check goes the way requests do: over TLS when the cluster's client
+/// policy says so, as Envoy's checks use the cluster's transport. A sidecar's check of its
+/// own app has no cluster and is plain text.
+pub(super) async fn probe(
+    cluster: Option<&Cluster>,
+    ep: &Endpoint,
+    policy: &HealthCheckPolicy,
+    clients: &Clients,
+) -> bool {
     let timeout = policy.timeout();
     match policy.protocol {
         PortProtocol::Tcp => matches!(
@@ -80,7 +89,10 @@ pub(super) async fn probe(ep: &Endpoint, policy: &HealthCheckPolicy, clients: &C
             else {
                 return false;
             };
-            let client = clients.for_protocol(protocol);
+            let client = match cluster.filter(|c| c.config.tls.is_some()) {
+                Some(c) => c.client(clients),
+                None => clients.for_protocol(protocol),
+            };
             match tokio::time::timeout(timeout, client.request(req)).await {
                 Ok(Ok(resp)) => {
                     let ok = resp.status().is_success();

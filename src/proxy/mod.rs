@@ -9,6 +9,8 @@ mod report;
 mod route_table;
 mod server;
 mod stats;
+mod tls;
+mod upgrade;
 mod upstream;
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ pub use admin::serve_admin;
 pub use error::ProxyError;
 pub use route_table::{RequestView, RouteTable};
 pub use server::{serve_listener, Mode};
+pub use tls::{watch_credentials_dir, Credentials, TlsError, UpstreamTlsError, FILE_POLL};
 
 use crate::compile::{ConfigError, ProxyConfig};
 use stats::{ClusterLabels, RouteLabels, Stats};
@@ -41,11 +44,17 @@ pub struct State {
     latency: HashMap<String, Histogram>,
     clients: Clients,
     access_log: Option<Arc<access_log::AccessLogger>>,
+    /// Listener port -> its TLS, for listeners that have a `tls` block.
+    listener_tls: HashMap<u16, Arc<tls::ListenerTls>>,
 }
 
 impl State {
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name).map(|(c, _)| c)
+    }
+
+    fn listener_tls(&self, port: u16) -> Option<&Arc<tls::ListenerTls>> {
+        self.listener_tls.get(&port)
     }
 
     fn count(&self, route: &str, cluster: &str, status: u16) {
@@ -65,15 +74,12 @@ impl State {
     }
 }
 
-/// The client for a cluster's protocol.
+/// The client for a cluster: its own when it originates TLS, else the shared one.
 fn upstream_client<'a>(
     state: &'a State,
-    cluster: &Cluster,
-) -> &'a hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    error::Body,
-> {
-    state.clients.for_protocol(cluster.config.protocol)
+    cluster: &'a Cluster,
+) -> &'a hyper_util::client::legacy::Client<tls::Connector, error::Body> {
+    cluster.client(&state.clients)
 }
 
 /// A running proxy: its current config, shared clients and metrics.
@@ -83,6 +89,8 @@ pub struct Runtime {
     state: ArcSwap<State>,
     clients: Clients,
     pub stats: Arc<Stats>,
+    /// Certificates and trust: the proxy's own and the files its config names.
+    tls: Arc<tls::TlsStore>,
     /// Stops every health checker when the proxy stops.
     shutdown: CancellationToken,
 }
@@ -94,15 +102,36 @@ impl Runtime {
     ) -> Result<Arc<Runtime>, ConfigError> {
         let clients = Clients::new();
         let stats = Arc::new(Stats::new());
+        let tls = Arc::new(tls::TlsStore::new());
+        tls.spawn_file_poller(shutdown.clone());
         let identity = config.identity.to_string();
-        let state = build_state(config, None, &clients, &stats, &shutdown)?;
+        let state = build_state(config, None, &clients, &stats, &tls, &shutdown)?;
         Ok(Arc::new(Runtime {
             identity,
             state: ArcSwap::from_pointee(state),
             clients,
             stats,
+            tls,
             shutdown,
         }))
+    }
+
+    /// Installs the proxy's own certificate, key and CA bundle, after checking that they
+    /// parse and that the key is the leaf's. New handshakes use them at once; open
+    /// connections keep the session they have. On error nothing changes.
+    pub fn set_credentials(&self, credentials: Credentials) -> Result<(), TlsError> {
+        let not_after = self.tls.set_own(&credentials)?;
+        let unix = not_after
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.stats.credentials_expiry.set(unix);
+        tracing::info!(proxy = %self.identity, expires_unix = unix, "TLS credentials installed");
+        Ok(())
+    }
+
+    /// When the proxy's own leaf expires; `None` until credentials are set.
+    pub fn credentials_expiry(&self) -> Option<std::time::SystemTime> {
+        self.tls.own_expiry()
     }
 
     pub fn state(&self) -> Arc<State> {
@@ -127,6 +156,7 @@ impl Runtime {
             Some(&old),
             &self.clients,
             &self.stats,
+            &self.tls,
             &self.shutdown,
         )?;
         // Clusters the new config no longer has, or has changed, stop their health checks.
@@ -150,6 +180,7 @@ fn build_state(
     old: Option<&State>,
     clients: &Clients,
     stats: &Arc<Stats>,
+    tls_store: &tls::TlsStore,
     shutdown: &CancellationToken,
 ) -> Result<State, ConfigError> {
     config.check()?;
@@ -163,7 +194,12 @@ fn build_state(
         let entry = match reused {
             Some((c, stop)) => (c.clone(), stop.clone()),
             None => {
-                let cluster = Arc::new(Cluster::new(name, cfg));
+                let tls = cfg
+                    .tls
+                    .as_ref()
+                    .map(|t| tls::UpstreamTls::new(tls_store, t, cfg.protocol, name, stats))
+                    .transpose()?;
+                let cluster = Arc::new(Cluster::new(name, cfg, tls));
                 let stop = shutdown.child_token();
                 health::spawn(&cluster, clients, stats, stop.clone());
                 (cluster, stop)
@@ -214,7 +250,28 @@ fn build_state(
             )?)),
         },
     };
+    // Keep a listener's TLS (and its session cache) while its settings are unchanged.
+    let mut listener_tls = HashMap::new();
+    for l in &config.listeners {
+        let Some(want) = &l.tls else { continue };
+        let reused = old
+            .and_then(|o| o.listener_tls.get(&l.port))
+            .filter(|t| t.config == *want && t.protocol == l.protocol)
+            .cloned();
+        let built = match reused {
+            Some(t) => t,
+            None => Arc::new(tls::ListenerTls::new(
+                tls_store,
+                want,
+                l.protocol,
+                format!("0.0.0.0_{}", l.port),
+                stats,
+            )?),
+        };
+        listener_tls.insert(l.port, built);
+    }
     Ok(State {
+        listener_tls,
         config: Arc::new(config),
         table,
         clusters,

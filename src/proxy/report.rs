@@ -35,7 +35,7 @@ impl Runtime {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                if probe(&ep, &policy, &clients).await {
+                if probe(None, &ep, &policy, &clients).await {
                     ok_run += 1;
                     fail_run = 0;
                 } else {

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Body, ProxyError};
 use super::route_table::{RequestView, Route};
+use super::tls::{Downstream, UpstreamTlsError};
+use super::upgrade::take_upgrade;
 use super::{Runtime, State};
 
 /// Bodies up to this size are buffered so a failed try can be retried; larger ones stream
@@ -40,7 +42,9 @@ pub enum Mode {
     Egress,
 }
 
-/// Accepts connections on `listener` until `shutdown`, then drains.
+/// Accepts connections on `listener` until `shutdown`, then drains. A listener whose config
+/// has `tls` terminates it as its mode says (looked up per connection, so a config swap
+/// applies to the next one).
 pub async fn serve_listener(
     listener: TcpListener,
     runtime: Arc<Runtime>,
@@ -48,6 +52,10 @@ pub async fn serve_listener(
     shutdown: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
+    let tls_port = listener
+        .local_addr()
+        .ok()
+        .and_then(|local| tls_port(&runtime, &mode, local.port()));
     let mode = Arc::new(mode);
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -68,13 +76,22 @@ pub async fn serve_listener(
             let (rt, mode) = (rt.clone(), mode.clone());
             async move { Ok::<_, Infallible>(handle(rt, &mode, req).await) }
         });
-        let conn = auto::Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        let watched = graceful.watch(conn);
+        let tls = tls_port.and_then(|p| runtime.state().listener_tls(p).cloned());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // The handshake runs here, off the accept loop, so a slow client stalls no one.
+            let io = match tls {
+                None => Downstream::Plain(tcp),
+                Some(tls) => match tls.accept(tcp).await {
+                    Some(io) => io,
+                    None => return,
+                },
+            };
+            let conn = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
             gauge.inc();
-            let _ = watched.await;
+            let _ = watcher.watch(conn).await;
             gauge.dec();
         });
     }
@@ -83,6 +100,29 @@ pub async fn serve_listener(
         .is_err()
     {
         tracing::warn!("drain deadline passed; closing open connections");
+    }
+}
+
+/// The configured port whose listener settings (TLS) a socket serves. A gateway names it;
+/// an inbound socket is the listener on its own port, or else the first inbound listener
+/// (the one `--listen` may have moved); egress is the app's side and never TLS.
+fn tls_port(rt: &Runtime, mode: &Mode, bound: u16) -> Option<u16> {
+    match mode {
+        Mode::Gateway { port } => Some(*port),
+        Mode::Egress => None,
+        Mode::Inbound { .. } => {
+            let config = rt.config();
+            let inbound = || {
+                config
+                    .listeners
+                    .iter()
+                    .filter(|l| matches!(l.role, crate::compile::ListenerRole::Inbound { .. }))
+            };
+            inbound()
+                .find(|l| l.port == bound)
+                .or_else(|| inbound().next())
+                .map(|l| l.port)
+        }
     }
 }
 
@@ -193,7 +233,7 @@ fn response_flags(e: &ProxyError) -> &'static str {
     match e {
         ProxyError::NoRoute(_) => "NR",
         ProxyError::NoHealthyEndpoint(_) | ProxyError::NoProvider(_) => "UH",
-        ProxyError::Upstream { .. } => "UF",
+        ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => "UF",
         ProxyError::Timeout(_) => "UT",
         ProxyError::NotABackend { .. } => "UAEX",
         ProxyError::BadRequest(_) => "DPE",
@@ -207,6 +247,7 @@ fn reason_label(e: &ProxyError) -> &'static str {
         ProxyError::NoProvider(_) => "no_provider",
         ProxyError::NoHealthyEndpoint(_) => "no_healthy_endpoint",
         ProxyError::Upstream { .. } => "upstream",
+        ProxyError::UpstreamTls { .. } => "upstream_tls",
         ProxyError::Timeout(_) => "timeout",
         ProxyError::BadRequest(_) => "bad_request",
     }
@@ -378,6 +419,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The first error of type `T` in `e`'s source chain.
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
@@ -479,6 +534,13 @@ async fn forward(
                 last_failed = Some(endpoint.address.clone());
             }
             Ok(Err(e)) => {
+                if let Some(tls) = find_source::<UpstreamTlsError>(&e) {
+                    return Err(ProxyError::UpstreamTls {
+                        cluster: target.cluster.clone(),
+                        endpoint: endpoint.address.clone(),
+                        reason: tls.to_string(),
+                    });
+                }
                 let reason = error_chain(&e);
                 if more && retry.connection_errors {
                     tracing::debug!(endpoint = %endpoint.address, %reason, "retrying after a connection failure");
@@ -539,61 +601,6 @@ fn request_id() -> String {
     uuid::Builder::from_random_bytes(rand::random())
         .into_uuid()
         .to_string()
-}
-
-/// A downstream HTTP/1.1 upgrade (WebSocket): the headers that ask for it, and the
-/// connection hyper hands over once the upstream agrees.
-struct Upgrade {
-    connection: HeaderValue,
-    upgrade: HeaderValue,
-    downstream: hyper::upgrade::OnUpgrade,
-}
-
-fn take_upgrade(parts: &mut http::request::Parts) -> Option<Upgrade> {
-    let connection = parts.headers.get(http::header::CONNECTION)?;
-    let asks = connection
-        .to_str()
-        .ok()?
-        .split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !asks || parts.version != http::Version::HTTP_11 {
-        return None;
-    }
-    let upgrade = parts.headers.get(http::header::UPGRADE)?.clone();
-    let connection = connection.clone();
-    let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
-    Some(Upgrade {
-        connection,
-        upgrade,
-        downstream,
-    })
-}
-
-impl Upgrade {
-    fn restore(&self, headers: &mut HeaderMap) {
-        headers.insert(http::header::CONNECTION, self.connection.clone());
-        headers.insert(http::header::UPGRADE, self.upgrade.clone());
-    }
-
-    /// Answers the client's upgrade with the upstream's 101 and splices the two upgraded
-    /// connections together until either side closes.
-    fn bridge(self, mut resp: Response<Incoming>) -> Response<Body> {
-        let upstream = hyper::upgrade::on(&mut resp);
-        let downstream = self.downstream;
-        tokio::spawn(async move {
-            match tokio::try_join!(downstream, upstream) {
-                Ok((down, up)) => {
-                    let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                        tracing::debug!(error = %e, "upgraded connection ended");
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-            }
-        });
-        let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, body.boxed())
-    }
 }
 
 fn finish(resp: Response<Incoming>) -> Response<Body> {

@@ -31,6 +31,38 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// A listener, named as Envoy names it in App Mesh (`0.0.0.0_9080`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+/// `peer`: the SPIFFE id (first URI SAN) or first DNS SAN of the other side, `none` when it
+/// sent no certificate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerPeerLabels {
+    pub listener: String,
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterPeerLabels {
+    pub cluster: String,
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterReasonLabels {
+    pub cluster: String,
+    pub reason: String,
+}
+
 pub struct Stats {
     pub registry: Registry,
     pub responses: Family<RouteLabels, Counter>,
@@ -39,6 +71,15 @@ pub struct Stats {
     pub local_errors: Family<ErrorLabels, Counter>,
     pub active_connections: Gauge,
     pub retries: Counter,
+    pub listener_tls_handshakes: Family<ListenerPeerLabels, Counter>,
+    pub listener_tls_failures: Family<ListenerReasonLabels, Counter>,
+    pub listener_tls_resumed: Family<ListenerLabels, Counter>,
+    pub listener_plaintext: Family<ListenerLabels, Counter>,
+    pub upstream_tls_handshakes: Family<ClusterPeerLabels, Counter>,
+    pub upstream_tls_failures: Family<ClusterReasonLabels, Counter>,
+    pub upstream_tls_resumed: Family<ClusterLabels, Counter>,
+    /// Unix time the proxy's own leaf expires; 0 before credentials are set.
+    pub credentials_expiry: Gauge,
 }
 
 impl Stats {
@@ -78,7 +119,63 @@ impl Stats {
             active_connections.clone(),
         );
         registry.register("retries", "Upstream requests retried", retries.clone());
+        let listener_tls_handshakes = Family::<ListenerPeerLabels, Counter>::default();
+        let listener_tls_failures = Family::<ListenerReasonLabels, Counter>::default();
+        let listener_tls_resumed = Family::<ListenerLabels, Counter>::default();
+        let listener_plaintext = Family::<ListenerLabels, Counter>::default();
+        let upstream_tls_handshakes = Family::<ClusterPeerLabels, Counter>::default();
+        let upstream_tls_failures = Family::<ClusterReasonLabels, Counter>::default();
+        let upstream_tls_resumed = Family::<ClusterLabels, Counter>::default();
+        let credentials_expiry = Gauge::default();
+        registry.register(
+            "listener_tls_handshakes",
+            "TLS handshakes a listener completed, by peer identity (Envoy's listener ssl.handshake)",
+            listener_tls_handshakes.clone(),
+        );
+        registry.register(
+            "listener_tls_failures",
+            "TLS connections a listener refused, by reason",
+            listener_tls_failures.clone(),
+        );
+        registry.register(
+            "listener_tls_resumed",
+            "Listener TLS handshakes that resumed a session",
+            listener_tls_resumed.clone(),
+        );
+        registry.register(
+            "listener_plaintext_connections",
+            "Plain-text connections a PERMISSIVE listener took",
+            listener_plaintext.clone(),
+        );
+        registry.register(
+            "upstream_tls_handshakes",
+            "TLS handshakes to a cluster's endpoints, by peer identity (Envoy's cluster ssl.handshake)",
+            upstream_tls_handshakes.clone(),
+        );
+        registry.register(
+            "upstream_tls_failures",
+            "Failed TLS handshakes to a cluster's endpoints, by reason",
+            upstream_tls_failures.clone(),
+        );
+        registry.register(
+            "upstream_tls_resumed",
+            "Upstream TLS handshakes that resumed a session",
+            upstream_tls_resumed.clone(),
+        );
+        registry.register(
+            "credentials_expiry_unix_seconds",
+            "When the proxy's own certificate expires; 0 before it has one",
+            credentials_expiry.clone(),
+        );
         Stats {
+            listener_tls_handshakes,
+            listener_tls_failures,
+            listener_tls_resumed,
+            listener_plaintext,
+            upstream_tls_handshakes,
+            upstream_tls_failures,
+            upstream_tls_resumed,
+            credentials_expiry,
             registry,
             responses,
             latency,

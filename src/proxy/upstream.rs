@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::error::Body;
+use super::tls::{Connector, UpstreamTls};
 use crate::compile::ClusterConfig;
 use crate::model::spec::PortProtocol;
 
@@ -47,10 +48,13 @@ pub struct Cluster {
     pub config: ClusterConfig,
     pub endpoints: Vec<Arc<Endpoint>>,
     next: AtomicUsize,
+    /// For a cluster under a TLS client policy: its own client, whose one rustls config
+    /// (and session cache) every connection to the cluster shares.
+    tls_client: Option<Client<Connector, Body>>,
 }
 
 impl Cluster {
-    pub fn new(name: &str, config: &ClusterConfig) -> Cluster {
+    pub(crate) fn new(name: &str, config: &ClusterConfig, tls: Option<UpstreamTls>) -> Cluster {
         Cluster {
             name: name.to_owned(),
             config: config.clone(),
@@ -67,6 +71,15 @@ impl Cluster {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            tls_client: tls.map(|t| client(config.protocol, Some(Arc::new(t)))),
+        }
+    }
+
+    /// The client that reaches this cluster: its TLS client, or the shared plain one.
+    pub fn client<'a>(&'a self, shared: &'a Clients) -> &'a Client<Connector, Body> {
+        match &self.tls_client {
+            Some(c) => c,
+            None => shared.for_protocol(self.config.protocol),
         }
     }
 
@@ -94,29 +107,36 @@ impl Cluster {
     }
 }
 
-/// The HTTP clients every cluster shares: HTTP/1.1 and HTTP/2 (prior knowledge).
+/// A pooled client for one protocol: HTTP/1.1, or HTTP/2 only (prior knowledge in plain
+/// text, ALPN `h2` over TLS).
+fn client(protocol: PortProtocol, tls: Option<Arc<UpstreamTls>>) -> Client<Connector, Body> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(POOL_IDLE);
+    if matches!(protocol, PortProtocol::Http2 | PortProtocol::Grpc) {
+        builder.http2_only(true);
+    }
+    builder.build(Connector::new(http, tls))
+}
+
+/// The plain-text HTTP clients every cluster without TLS shares: HTTP/1.1 and HTTP/2.
 #[derive(Clone)]
 pub struct Clients {
-    pub h1: Client<HttpConnector, Body>,
-    pub h2: Client<HttpConnector, Body>,
+    pub h1: Client<Connector, Body>,
+    pub h2: Client<Connector, Body>,
 }
 
 impl Clients {
     pub fn new() -> Clients {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector.clone());
-        let h2 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .http2_only(true)
-            .build(connector);
-        Clients { h1, h2 }
+        Clients {
+            h1: client(PortProtocol::Http, None),
+            h2: client(PortProtocol::Http2, None),
+        }
     }
 
-    pub fn for_protocol(&self, p: PortProtocol) -> &Client<HttpConnector, Body> {
+    pub fn for_protocol(&self, p: PortProtocol) -> &Client<Connector, Body> {
         match p {
             PortProtocol::Http2 | PortProtocol::Grpc => &self.h2,
             _ => &self.h1,
