@@ -4,6 +4,7 @@
 //! store version only after the commit. Knows nothing of HTTP or QUIC.
 
 mod record;
+mod admins;
 mod tables;
 
 use std::path::Path;
