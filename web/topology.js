@@ -4,9 +4,11 @@
 
 const SVG = 'http://www.w3.org/2000/svg';
 const COLUMNS = ['Gateways', 'Gateway routes', 'Virtual services', 'Routers', 'Routes', 'Virtual nodes', 'Endpoints'];
-const BOX_W = 150;
+const BOX_W = 130;
 const BOX_H = 44;
 const COL_W = 222; // box plus room for the edge labels between columns
+const LABEL_W = 66;
+const LINE = 13; // edge label line height
 const ROW_H = 62;
 const TOP = 44;
 const HEALTH_TEXT = { ok: 'healthy', warn: 'degraded', bad: 'failing', unknown: 'no proxy' };
@@ -39,8 +41,9 @@ function sumRates(rates) {
   return { rps, errorRate: rps > 0 ? eps / rps : 0 };
 }
 
+// No rate: no proxy reports stats for this edge (none connected, or too soon to tell).
 function rateText(rate) {
-  if (!rate) return ['– req/s', 'no stats'];
+  if (!rate) return ['– req/s'];
   return [`${rate.rps.toFixed(1)} req/s`, `${(rate.errorRate * 100).toFixed(1)}% err`];
 }
 
@@ -93,7 +96,7 @@ export function buildGraph(mesh, data, proxies, rates) {
       const pct = total > 0 ? Math.round((t.weight / total) * 100) : 0;
       edges.push({
         from: `rt:${router}/${r.routeName}`, to: `vn:${t.virtualNode}`,
-        rate: t.weight > 0 ? nodeRate(t.virtualNode) : null, weight: `w ${t.weight} (${pct}%)`,
+        rate: t.weight > 0 ? nodeRate(t.virtualNode) : null, weight: `w ${t.weight} · ${pct}%`,
       });
     }
   }
@@ -168,7 +171,7 @@ function layout(graph) {
     n.x = 10 + n.col * COL_W;
     n.y = TOP + offset + row.get(n.id) * ROW_H;
   }
-  return { width: 20 + (COLUMNS.length - 1) * COL_W + BOX_W, height: TOP + rows * ROW_H };
+  return { width: 20 + (COLUMNS.length - 1) * COL_W + BOX_W, height: TOP + rows * ROW_H - 8 };
 }
 
 function el(name, attrs, text) {
@@ -178,8 +181,17 @@ function el(name, attrs, text) {
   return e;
 }
 
+// Fits a name in a box. Hyphenated names differ at the end (`colorteller-white-vn`), so
+// those keep their tail; DNS names differ in their first label, so those keep their head.
+// The full name is in the box's title and aria-label, and in the lists below the picture.
 function clip(text, max) {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  if (text.length <= max) return text;
+  const dot = text.indexOf('.');
+  if (dot > 0) {
+    const head = text.slice(0, dot);
+    return head.length < max - 2 ? `${head}.…` : `${head.slice(0, max - 1)}…`;
+  }
+  return `…${text.slice(text.length - (max - 1))}`;
 }
 
 // The SVG element for a graph.
@@ -197,20 +209,27 @@ export function renderGraph(graph, title) {
     const a = byId.get(e.from);
     const b = byId.get(e.to);
     const [x1, y1, x2, y2] = [a.x + BOX_W, a.y + BOX_H / 2, b.x, b.y + BOX_H / 2];
-    const mx = (x1 + x2) / 2;
+    // The curve bends before the label, then runs straight through it into the box.
+    const xe = x2 - LABEL_W - 6;
+    const mx = (x1 + xe) / 2;
     const traffic = rateText(e.rate);
     const idle = e.weight !== undefined && e.weight.startsWith('w 0 ');
     const g = el('g', { class: `edge${e.rate && e.rate.errorRate > 0.05 ? ' edge-bad' : ''}${idle ? ' edge-idle' : ''}` });
     g.append(el('title', {}, `${a.kind} ${a.label} → ${b.kind} ${b.label}: ${e.weight ? `${e.weight}, ` : ''}${traffic.join(', ')}`));
-    g.append(el('path', { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
+    g.append(el('path', { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${xe},${y2} L${x2},${y2}` }));
     edgeLayer.append(g);
-    // Labels sit nearer the target, where edges from one source have fanned out.
-    const lx = x1 + (x2 - x1) * 0.62;
-    const ly = y1 + (y2 - y1) * 0.62;
+    // Labels sit just left of their target, centred on its row: rows are ROW_H apart, so
+    // labels never overlap, and fan-outs are told apart where they arrive. A target with
+    // several incoming edges stacks their labels.
+    const incoming = graph.edges.filter((x) => x.to === e.to);
+    const k = incoming.indexOf(e);
     const lines = e.weight ? [e.weight, ...traffic] : traffic;
+    const h = LINE * lines.length + 4;
+    const lx = x2 - LABEL_W / 2 - 3;
+    const ly = y2 + (k - (incoming.length - 1) / 2) * (h + 2);
     const label = el('g', { class: 'edge-label', 'aria-hidden': 'true' });
-    label.append(el('rect', { x: lx - 34, y: ly - 7 * lines.length - 2, width: 68, height: 14 * lines.length + 2, rx: 3 }));
-    lines.forEach((line, i) => label.append(el('text', { x: lx, y: ly - 7 * lines.length + 11 + i * 14 }, line)));
+    label.append(el('rect', { x: lx - LABEL_W / 2, y: ly - h / 2, width: LABEL_W, height: h, rx: 3 }));
+    lines.forEach((line, i) => label.append(el('text', { x: lx, y: ly - h / 2 + 2 + LINE * (i + 1) - 3 }, line)));
     labelLayer.append(label);
   }
   svg.append(edgeLayer);
@@ -224,8 +243,9 @@ export function renderGraph(graph, title) {
     else { box.setAttribute('role', 'img'); box.setAttribute('tabindex', '0'); }
     box.append(el('title', {}, `${n.kind} ${n.label} (${state})`));
     box.append(el('rect', { x: n.x, y: n.y, width: BOX_W, height: BOX_H, rx: 6 }));
-    box.append(el('text', { x: n.x + 8, y: n.y + 18, class: 'node-name' }, clip(n.label, 20)));
-    box.append(el('text', { x: n.x + 8, y: n.y + 35, class: 'node-sub' }, clip(`${HEALTH_MARK[n.health]} ${state}${n.sub ? ` · ${n.sub}` : ''}`, 26)));
+    box.append(el('text', { x: n.x + 8, y: n.y + 18, class: 'node-name' }, clip(n.label, 17)));
+    const sub = `${HEALTH_MARK[n.health]} ${state}${n.sub ? ` · ${n.sub}` : ''}`;
+    box.append(el('text', { x: n.x + 8, y: n.y + 35, class: 'node-sub' }, sub.length > 23 ? `${sub.slice(0, 22)}…` : sub));
     svg.append(box);
   }
   svg.append(labelLayer);

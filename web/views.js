@@ -117,12 +117,13 @@ const BODY_TEMPLATES = {
 
 export async function createView(main, mesh, kind, parent) {
   const title = kind === 'mesh' ? 'Mesh' : KINDS[kind].title;
+  const op = title.split(' ').map((w) => w[0].toUpperCase() + w.slice(1)).join('');
   const out = h('div');
   const holder = h('div');
   main.replaceChildren(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Meshes'), ' / ', h('a', { href: `#/mesh/${enc(mesh)}` }, mesh)),
     h('h1', {}, `New ${title.toLowerCase()}${parent ? ` in ${parent}` : ''}`),
-    h('p', { class: 'muted' }, `The body of App Mesh’s Create${title.replace(/ /g, '')} call.`),
+    h('p', { class: 'muted' }, `The body of App Mesh’s Create${op} call.`),
     holder, out);
   const editor = new JsonEditor(holder, { id: 'create-editor', label: `Create ${title} request body (JSON)`, value: BODY_TEMPLATES[kind] });
   const save = h('button', { type: 'button', onclick: async () => {
@@ -142,20 +143,31 @@ export async function resourceView(main, mesh, kind, name, parent) {
   const path = itemPath(mesh, kind, name, parent);
   let resource = await call('GET', path);
   const title = kind === 'mesh' ? 'Mesh' : KINDS[kind].title;
+  const op = title.split(' ').map((w) => w[0].toUpperCase() + w.slice(1)).join('');
   const json = h('pre', { class: 'json', tabindex: '0', 'aria-label': `${title} ${name} as App Mesh JSON` });
   const out = h('div', { 'aria-live': 'polite' });
   const holder = h('div');
   const weights = h('div');
-  const render = () => { json.textContent = JSON.stringify(resource, null, 2); };
+  const meta = h('p', { class: 'muted' });
+  let editor = null;
+  // Shows `resource` everywhere on the page; the editor only if it holds no unsaved edits.
+  const render = () => {
+    json.textContent = JSON.stringify(resource, null, 2);
+    meta.textContent = `Version ${resource.metadata.version} · ${resource.status.status} · ${resource.metadata.arn}`;
+    if (editor && !editor.dirty) {
+      editor.area.value = JSON.stringify({ spec: resource.spec }, null, 2);
+      editor.renderGutter();
+    }
+  };
   render();
   main.replaceChildren(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Meshes'), ' / ',
       h('a', { href: `#/mesh/${enc(mesh)}` }, mesh), parent ? ` / ${parent}` : ''),
     h('h1', {}, `${title} ${name}`),
-    h('p', { class: 'muted' }, `Version ${resource.metadata.version} · ${resource.status.status} · ${resource.metadata.arn}`),
+    meta,
     weights);
   if (kind === 'route') weightsPanel(weights, path, () => resource, (r) => { resource = r; render(); });
-  const editor = new JsonEditor(holder, { id: 'spec-editor', label: `Update ${title} request body (JSON)`, value: { spec: resource.spec } });
+  editor = new JsonEditor(holder, { id: 'spec-editor', label: `Update ${title} request body (JSON)`, value: { spec: resource.spec } });
   const save = h('button', { type: 'button', id: 'save-spec', onclick: async () => {
     out.replaceChildren();
     let body;
@@ -166,7 +178,7 @@ export async function resourceView(main, mesh, kind, name, parent) {
       render();
       out.replaceChildren(status(`Saved: version ${resource.metadata.version}.`));
     } catch (e) { editor.showError(e.message); out.replaceChildren(errorBox(e)); }
-  } }, `Save (Update${title.replace(/ /g, '')})`);
+  } }, `Save (Update${op})`);
   const del = h('button', { type: 'button', class: 'danger', onclick: async () => {
     if (!window.confirm(`Delete ${title.toLowerCase()} ${name}? App Mesh refuses while other resources use it.`)) return;
     try {
@@ -186,7 +198,6 @@ export async function resourceView(main, mesh, kind, name, parent) {
       resource = fresh;
       render();
       if (editor.dirty) out.replaceChildren(status(`Changed elsewhere: now version ${fresh.metadata.version}. Your edits are kept; saving overwrites.`, false));
-      else editor.area.value = JSON.stringify({ spec: resource.spec }, null, 2), editor.renderGutter();
     },
   };
 }
@@ -251,7 +262,8 @@ export async function proxiesView(main, live) {
           h('tbody', {}, proxies.map((p) => h('tr', {},
             h('th', { scope: 'row' }, p.identity),
             h('td', {}, p.address, p.advertise ? h('div', { class: 'muted' }, `advertises ${p.advertise}`) : ''),
-            h('td', { class: p.healthy ? 'ok-text' : 'error' }, p.healthy ? '✓ healthy' : '✕ unhealthy'),
+            h('td', {}, h('span', { class: p.healthy ? 'ok-text' : 'error' }, p.healthy ? '✓ healthy' : '✕ unhealthy'),
+              h('div', { class: 'muted' }, `since ${when(p.connectedAt)}`)),
             h('td', {}, `${p.configVersionSent ?? '–'} / ${p.configVersionAcked ?? '–'}`),
             h('td', {}, p.lastNack ? `v${p.lastNack.version} at ${when(p.lastNack.at)}: ${p.lastNack.error}` : 'none'),
             h('td', {}, when(p.certificateExpiresAt)))))));
@@ -260,20 +272,19 @@ export async function proxiesView(main, live) {
   return { refresh: draw };
 }
 
-export async function caView(main) {
+export async function caView(main, message) {
   const [ca, bundle] = await Promise.all([
     call('GET', '/appliance/v1/certificate-authority'),
     call('GET', '/appliance/v1/certificate-authority/bundle'),
   ]);
   const c = ca.CertificateAuthority;
-  const out = h('div', { 'aria-live': 'polite' });
+  const out = h('div', { 'aria-live': 'polite' }, message ? status(message) : '');
   const rotate = (root) => h('button', { type: 'button', class: root ? 'danger' : '', onclick: async () => {
     const what = root ? 'the root (every proxy must pick up the new bundle)' : 'the intermediate';
     if (!window.confirm(`Rotate ${what}? The old one stays trusted until its leaves expire.`)) return;
     try {
       await call('POST', '/appliance/v1/certificate-authority/rotate', { Root: root });
-      await caView(main);
-      main.append(status(`Rotated ${root ? 'root' : 'intermediate'}.`));
+      await caView(main, `Rotated ${root ? 'root' : 'intermediate'}.`);
     } catch (e) { out.replaceChildren(errorBox(e)); }
   } }, root ? 'Rotate root' : 'Rotate intermediate');
   main.replaceChildren(h('h1', {}, 'Certificate authority'),

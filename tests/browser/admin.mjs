@@ -105,9 +105,41 @@ try {
     }
     expect(labels.length === 17, `17 boxes expected, got ${labels.length}`);
     const edges = await page.locator('svg.topology .edge title').allTextContents();
-    expect(edges.some((t) => t.includes('colorteller-route-1 → Virtual node colorteller-white-vn: w 1 (50%)')), `edges: ${edges.join(' | ')}`);
-    expect(edges.every((t) => /req\/s|no stats/.test(t)), 'every edge has a traffic label');
+    expect(edges.some((t) => t.includes('colorteller-route-1 → Virtual node colorteller-white-vn: w 1 · 50%')), `edges: ${edges.join(' | ')}`);
+    expect(edges.every((t) => /req\/s/.test(t)), 'every edge has a traffic label');
     await shot('04-topology', true);
+  });
+
+  // GET /appliance/v1/proxies is not on this branch yet (the page treats its 404 as "no
+  // proxies"). Here the browser is served that endpoint's documented shape, with counters
+  // that grow on every poll, to check the page turns them into rates and colours.
+  await check('proxy stats become live rates and health colours', async () => {
+    let polls = 0;
+    const at = new Date().toISOString();
+    await page.route('**/appliance/v1/proxies', (r) => {
+      polls += 1;
+      const n = polls * 40; // 40 requests per 2 s poll: 20 req/s
+      r.fulfill({ contentType: 'application/json', body: JSON.stringify({ proxies: [
+        { identity: 'mesh/ColorApp/virtualGateway/colorgateway-vg', address: '127.0.0.1:40001', advertise: null, healthy: true,
+          connectedAt: at, configVersionSent: 14, configVersionAcked: 14, lastNack: null, certificateExpiresAt: '2030-01-01T00:00:00Z',
+          stats: { targets: { 'colorteller-white-vn': { requests: n, errors: 0 }, 'colorteller-blue-vn': { requests: n, errors: n / 2 } } } },
+        { identity: 'mesh/ColorApp/virtualNode/colorteller-white-vn', address: '127.0.0.1:40002', advertise: '127.0.0.1:9080', healthy: true,
+          connectedAt: at, configVersionSent: 14, configVersionAcked: 14, lastNack: null, certificateExpiresAt: '2030-01-01T00:00:00Z', stats: { targets: {} } },
+        { identity: 'mesh/ColorApp/virtualNode/colorteller-blue-vn', address: '127.0.0.1:40003', advertise: '127.0.0.1:9081', healthy: false,
+          connectedAt: at, configVersionSent: 14, configVersionAcked: 13, lastNack: { version: 14, error: 'listener port 9080: address in use', at },
+          certificateExpiresAt: '2030-01-01T00:00:00Z', stats: { targets: {} } },
+      ] }) });
+    });
+    const white = page.locator('svg.topology .edge title', { hasText: 'colorteller-route-1 → Virtual node colorteller-white-vn' });
+    await page.waitForFunction(() => [...document.querySelectorAll('svg.topology .edge title')]
+      .some((t) => /colorteller-route-1 → Virtual node colorteller-blue-vn: .* [1-9][\d.]* req\/s, 50\.0% err/.test(t.textContent)));
+    expect(/ [1-9][\d.]* req\/s, 0\.0% err/.test(await white.textContent()), await white.textContent());
+    const cls = (label) => page.locator(`svg.topology .node[aria-label^="${label}"]`).getAttribute('class');
+    expect((await cls('Virtual node colorteller-blue-vn')).includes('n-bad'), 'an unhealthy proxy makes its node red');
+    expect((await cls('Virtual node colorteller-white-vn')).includes('n-ok'), 'a healthy proxy makes its node green');
+    expect((await cls('Virtual gateway colorgateway-vg')).includes('n-ok'), 'the gateway is green');
+    expect((await cls('Endpoint 127.0.0.1:9080')).includes('n-ok'), 'a registered sidecar is the endpoint');
+    await shot('05-topology-live', true);
   });
 
   await check('a store change redraws the picture without a reload', async () => {
@@ -126,7 +158,7 @@ try {
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Route colorteller-route-1' }).waitFor();
     await page.getByRole('heading', { name: 'Traffic shifting' }).waitFor();
-    await shot('05-route');
+    await shot('06-route');
   });
 
   await check('moving the weights to 100:0 writes one UpdateRoute', async () => {
@@ -138,13 +170,15 @@ try {
     await page.getByLabel('Weight of colorteller-blue-vn', { exact: true }).focus();
     await page.keyboard.press('Home');
     expect(await page.getByLabel('Weight of colorteller-white-vn (number)').inputValue() === '100', 'number follows slider');
-    await shot('06-weights-moved');
+    await shot('07-weights-moved');
     await page.getByRole('button', { name: 'Save weights' }).click();
     await page.getByRole('status').filter({ hasText: 'Saved weights 100:0' }).waitFor();
     expect(puts.length === 1 && puts[0].endsWith('/virtualRouter/colorteller-vr-1/routes/colorteller-route-1'), `PUTs: ${puts}`);
     const shown = await page.locator('pre.json').textContent();
     expect(/"weight": 100/.test(shown) && /"weight": 0/.test(shown), 'the JSON view shows the new weights');
-    await shot('07-weights-saved');
+    const edited = await page.getByLabel('Update Route request body (JSON)').inputValue();
+    expect(/"weight": 100/.test(edited), 'the editor shows the new weights');
+    await shot('08-weights-saved');
   });
 
   await check("a validation error is shown next to its field", async () => {
@@ -166,16 +200,20 @@ try {
     expect(Math.abs(top - (8 + (line - 1) * 20 - scroll)) < 2, `marker at ${top}px, field on line ${line}`);
     const gutter = await page.locator('.editor .gutter').textContent();
     expect(gutter.split('\n')[line - 1] === `! ${line}`, 'the gutter marks the line');
-    await shot('08-validation-error');
+    await shot('09-validation-error');
   });
 
-  await check('the proxies view handles no proxies', async () => {
+  await check('the proxies view lists proxies, and none without the endpoint', async () => {
     await page.getByRole('link', { name: 'Proxies' }).click();
     await page.getByRole('heading', { name: 'Proxies' }).waitFor();
-    const none = await page.locator('#no-proxies').count();
-    const table = await page.locator('main table').count();
-    expect(none === 1 || table === 1, 'either "No proxies connected." or a table');
-    await shot('09-proxies');
+    // Still served the simulated list from above.
+    const row = page.getByRole('row', { name: /colorteller-blue-vn/ });
+    await row.waitFor();
+    expect((await row.textContent()).includes('v14') && (await row.textContent()).includes('address in use'), 'the nack and its error');
+    await shot('10-proxies');
+    await page.unroute('**/appliance/v1/proxies');
+    await page.reload();
+    await page.locator('#no-proxies').waitFor(); // the real endpoint: 404 here, so none
   });
 
   await check('the CA view shows the bundle and rotates the intermediate', async () => {
@@ -188,7 +226,7 @@ try {
     await page.getByRole('status').filter({ hasText: 'Rotated intermediate' }).waitFor();
     const after = await page.locator('main table tbody tr').count();
     expect(after === before + 1, `authorities ${before} -> ${after}`);
-    await shot('10-ca', true);
+    await shot('11-ca', true);
   });
 
   await check('a write without the CSRF token is refused', async () => {
