@@ -36,7 +36,12 @@ fn fixture(file: &str, vars: &[(&str, &str)], name_field: &str, name: &str) -> V
 /// gateway listener (the fixture's needs an ACM certificate; TLS is not under test here).
 fn walkthrough(api: &Api) {
     let m = "/v20190125/meshes";
-    ok(api, "PUT", m, &fixture("mesh.json", &[], "meshName", "ColorApp"));
+    ok(
+        api,
+        "PUT",
+        m,
+        &fixture("mesh.json", &[], "meshName", "ColorApp"),
+    );
     for color in COLORS {
         let host = format!("colorteller-{color}.{D}");
         let body = fixture(
@@ -136,7 +141,15 @@ fn start_gateway(c: &Control, endpoints: &[(String, std::net::SocketAddr)], dir:
     std::fs::write(&path, &out.stdout).expect("config written");
     let cfg = path.to_string_lossy().into_owned();
     Proxy::start(
-        &["gateway", "--config", &cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[
+            "gateway",
+            "--config",
+            &cfg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
         &["gateway", "admin"],
     )
 }
@@ -175,7 +188,10 @@ fn admin_page_signs_in_draws_the_mesh_and_shifts_traffic_to_one_colour() {
     // Before: route 1 splits 1:1 between white and blue.
     let gateway = start_gateway(&c, &endpoints, tmp.path());
     let before = colors_seen(&gateway, 40);
-    assert!(before.iter().any(|c| c == "white") && before.iter().any(|c| c == "blue"), "{before:?}");
+    assert!(
+        before.iter().any(|c| c == "white") && before.iter().any(|c| c == "blue"),
+        "{before:?}"
+    );
     drop(gateway);
 
     assert!(
@@ -218,8 +234,14 @@ fn admin_page_signs_in_draws_the_mesh_and_shifts_traffic_to_one_colour() {
     );
     assert_eq!(s, 200, "{route}");
     let targets = &route["spec"]["httpRoute"]["action"]["weightedTargets"];
-    assert_eq!(targets[0], json!({"virtualNode": "colorteller-white-vn", "weight": 100}));
-    assert_eq!(targets[1], json!({"virtualNode": "colorteller-blue-vn", "weight": 0}));
+    assert_eq!(
+        targets[0],
+        json!({"virtualNode": "colorteller-white-vn", "weight": 100})
+    );
+    assert_eq!(
+        targets[1],
+        json!({"virtualNode": "colorteller-blue-vn", "weight": 0})
+    );
 
     // After: every request goes to white. A gateway run from a compiled file does not pick
     // up changes, so it is recompiled and restarted here; once config push over QUIC lands,
@@ -239,17 +261,34 @@ fn session_writes_need_the_csrf_token_and_pages_need_a_session() {
     assert_eq!(r.headers()["location"], "/signin");
     let r = client.get(format!("{e}/ui/app.js")).send().expect("sent");
     assert_eq!(r.status(), 401);
-    let r = client.get(format!("{e}/ui/signin.js")).send().expect("sent");
+    let r = client
+        .get(format!("{e}/ui/signin.js"))
+        .send()
+        .expect("sent");
     assert_eq!(r.status(), 200, "the sign-in page's own script is public");
     assert_eq!(r.headers()["x-frame-options"], "DENY");
 
-    let (status, cookie, csrf) = sign_in(&c, &credential(&c, "aws_access_key_id"), &credential(&c, "aws_secret_access_key"));
+    let (status, cookie, csrf) = sign_in(
+        &c,
+        &credential(&c, "aws_access_key_id"),
+        &credential(&c, "aws_secret_access_key"),
+    );
     assert_eq!(status, 200);
     let (cookie, csrf) = (cookie.expect("session cookie"), csrf.expect("CSRF token"));
-    let r = client.get(format!("{e}/")).header("cookie", &cookie).send().expect("sent");
+    let r = client
+        .get(format!("{e}/"))
+        .header("cookie", &cookie)
+        .send()
+        .expect("sent");
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap_or_default().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
 
     let put = |token: Option<&str>| {
         let mut rb = client
@@ -295,7 +334,11 @@ fn failed_sign_ins_are_rate_limited() {
     }
     assert_eq!(sign_in(&c, &id, "wrong").0, 429);
     let good = credential(&c, "aws_secret_access_key");
-    assert_eq!(sign_in(&c, &id, &good).0, 429, "even the right secret waits out the lock");
+    assert_eq!(
+        sign_in(&c, &id, &good).0,
+        429,
+        "even the right secret waits out the lock"
+    );
 }
 
 #[test]
@@ -305,12 +348,25 @@ fn create_admin_makes_a_user_who_can_sign_in() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let made: Value = serde_json::from_str(&out.stdout).expect("JSON output");
     assert_eq!(made["UserName"], "ops");
-    let password = made["Password"].as_str().expect("a generated password").to_owned();
+    let password = made["Password"]
+        .as_str()
+        .expect("a generated password")
+        .to_owned();
     assert_eq!(sign_in(&c, "ops", &password).0, 200);
     assert_eq!(sign_in(&c, "ops", "not-the-password").0, 401);
-    let again = c.ctl(&["create-admin", "--user-name", "ops", "--password", "long enough password"]);
+    let again = c.ctl(&[
+        "create-admin",
+        "--user-name",
+        "ops",
+        "--password",
+        "long enough password",
+    ]);
     assert_ne!(again.code, 0, "an existing user is not overwritten");
-    assert!(again.stderr.contains("ConflictException"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("ConflictException"),
+        "{}",
+        again.stderr
+    );
     let short = c.ctl(&["create-admin", "--user-name", "dev", "--password", "short"]);
     assert_ne!(short.code, 0);
     assert!(short.stderr.contains("Password"), "{}", short.stderr);

@@ -243,7 +243,7 @@ export function renderGraph(graph, title) {
     else { box.setAttribute('role', 'img'); box.setAttribute('tabindex', '0'); }
     box.append(el('title', {}, `${n.kind} ${n.label} (${state})`));
     box.append(el('rect', { x: n.x, y: n.y, width: BOX_W, height: BOX_H, rx: 6 }));
-    box.append(el('text', { x: n.x + 8, y: n.y + 18, class: 'node-name' }, clip(n.label, 17)));
+    box.append(el('text', { x: n.x + 8, y: n.y + 18, class: 'node-name' }, clip(n.label, 16)));
     const sub = `${HEALTH_MARK[n.health]} ${state}${n.sub ? ` · ${n.sub}` : ''}`;
     box.append(el('text', { x: n.x + 8, y: n.y + 35, class: 'node-sub' }, sub.length > 23 ? `${sub.slice(0, 22)}…` : sub));
     svg.append(box);

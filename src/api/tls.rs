@@ -48,7 +48,8 @@ pub async fn serve_tls(
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     // Marked so the admin page's session cookie is `Secure` here.
-    let service = TowerToHyperService::new(router(state).layer(axum::Extension(super::admin::ServedOverTls)));
+    let service =
+        TowerToHyperService::new(router(state).layer(axum::Extension(super::admin::ServedOverTls)));
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {

@@ -57,7 +57,9 @@ impl Store {
             return Ok(None);
         };
         let row: AdminRow = serde_json::from_slice(v.value()).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!("stored admin user {user} does not parse: {e}"))
+            ApiError::internal(anyhow::anyhow!(
+                "stored admin user {user} does not parse: {e}"
+            ))
         })?;
         Ok(Some(row.password_hash))
     }

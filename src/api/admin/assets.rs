@@ -71,7 +71,11 @@ mod tests {
             }
         }
         for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
-            assert_eq!(a.content_type, JS, "{} must run as a script under the CSP", a.name);
+            assert_eq!(
+                a.content_type, JS,
+                "{} must run as a script under the CSP",
+                a.name
+            );
         }
     }
 }

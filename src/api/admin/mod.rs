@@ -275,8 +275,8 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response
         session::MAX_LIFETIME.as_secs(),
         if tls { "; Secure" } else { "" }
     );
-    let mut response = Json(json!({ "user": session.user, "csrfToken": session.csrf }))
-        .into_response();
+    let mut response =
+        Json(json!({ "user": session.user, "csrfToken": session.csrf })).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -292,7 +292,9 @@ fn password_matches(
         return Ok(false);
     };
     let hash = PasswordHash::new(&stored).map_err(|e| {
-        ApiError::internal(anyhow::anyhow!("stored hash of admin {user} is not a PHC string: {e}"))
+        ApiError::internal(anyhow::anyhow!(
+            "stored hash of admin {user} is not a PHC string: {e}"
+        ))
     })?;
     Ok(Argon2::default()
         .verify_password(password.as_bytes(), &hash)
@@ -320,7 +322,9 @@ async fn sign_out(headers: HeaderMap) -> Result<Response, AdminError> {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("appliance_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "appliance_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
     );
     Ok(secure_headers(response))
 }
@@ -333,10 +337,7 @@ async fn version(State(state): State<AppState>, _req: Signed) -> Json<Value> {
 
 /// `POST /appliance/v1/admin/users {"UserName","Password"}`: an admin user for the page
 /// (`appliance ctl create-admin`). Signed like any other call.
-async fn create_user(
-    State(state): State<AppState>,
-    req: Signed,
-) -> Result<Json<Value>, ApiError> {
+async fn create_user(State(state): State<AppState>, req: Signed) -> Result<Json<Value>, ApiError> {
     let body = req.json()?;
     let user = match body.get("UserName") {
         Some(Value::String(u)) => u.clone(),

@@ -234,7 +234,10 @@ mod tests {
         let wait = l.check(ADDR, now).expect_err("locked out");
         assert_eq!(wait, FAILURE_WINDOW);
         let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
-        assert!(l.check(other, now).is_ok(), "other addresses are not affected");
+        assert!(
+            l.check(other, now).is_ok(),
+            "other addresses are not affected"
+        );
         assert!(l.check(ADDR, now + FAILURE_WINDOW).is_ok());
     }
 

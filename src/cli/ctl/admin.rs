@@ -29,11 +29,17 @@ pub async fn create_admin(globals: &Globals, args: &[String]) -> anyhow::Result<
         };
         match it.next() {
             Some(v) => *slot = Some(v.clone()),
-            None => return Ok(usage_error(&format!("argument {arg}: expected one argument"))),
+            None => {
+                return Ok(usage_error(&format!(
+                    "argument {arg}: expected one argument"
+                )))
+            }
         }
     }
     let Some(user) = user else {
-        return Ok(usage_error("the following arguments are required: --user-name"));
+        return Ok(usage_error(
+            "the following arguments are required: --user-name",
+        ));
     };
     // A password on the command line can show in `ps`; a generated one is printed once.
     let generated = password.is_none();
@@ -56,7 +62,9 @@ pub async fn create_admin(globals: &Globals, args: &[String]) -> anyhow::Result<
     let url = format!("{}/appliance/v1/admin/users", globals.endpoint());
     let body = json!({ "UserName": user, "Password": password }).to_string();
     let failed = |kind: &str, message: &str| {
-        eprintln!("\nAn error occurred ({kind}) when calling the create-admin operation: {message}");
+        eprintln!(
+            "\nAn error occurred ({kind}) when calling the create-admin operation: {message}"
+        );
         exit::FAILED
     };
     let (status, kind, text) = match client.send("POST", &url, body.into_bytes()).await {
@@ -72,7 +80,10 @@ pub async fn create_admin(globals: &Globals, args: &[String]) -> anyhow::Result<
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or(text);
-        return Ok(failed(&kind.unwrap_or_else(|| format!("HTTP{status}")), &message));
+        return Ok(failed(
+            &kind.unwrap_or_else(|| format!("HTTP{status}")),
+            &message,
+        ));
     }
     let mut out = json!({ "UserName": user });
     if generated {
