@@ -1,6 +1,7 @@
 //! The HTTP API: App Mesh's 2019-01-25 REST paths (so `aws appmesh --endpoint-url` works),
 //! SigV4 authentication, and the rest-json error shape. Knows nothing of proxy internals.
 
+mod admin;
 mod appliance;
 mod appmesh;
 mod auth;
@@ -39,6 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     appmesh::routes()
         .merge(appliance::routes())
+        .merge(admin::routes())
         .fallback(appmesh::unknown_operation)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         // Outermost, so every log line below carries the request id.

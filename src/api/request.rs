@@ -1,6 +1,7 @@
 //! `Signed`: the extractor every App Mesh API handler takes. It reads the body (bounded),
-//! checks the SigV4 signature over it, and hands the handler the path parameters, the query
-//! and the JSON body, with every failure already in the API's error shape.
+//! checks the SigV4 signature over it (or the admin page's session cookie and CSRF token),
+//! and hands the handler the path parameters, the query and the JSON body, with every
+//! failure already in the API's error shape.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -67,15 +68,20 @@ impl FromRequest<AppState> for Signed {
             .unwrap_or("/")
             .to_owned();
         let method = parts.method.clone();
-        let access_key_id = super::auth::verify_request(
-            state,
-            &method,
-            &uri,
-            &parts.headers,
-            &body,
-            SystemTime::now(),
-        )?;
-        tracing::Span::current().record("caller", access_key_id.as_str());
+        // The admin page's way in: a session cookie (and a CSRF token on writes) instead
+        // of a signature. A request with an Authorization header is always checked by SigV4.
+        let caller = match super::admin::session_caller(&method, &parts.headers) {
+            Some(session) => session?,
+            None => super::auth::verify_request(
+                state,
+                &method,
+                &uri,
+                &parts.headers,
+                &body,
+                SystemTime::now(),
+            )?,
+        };
+        tracing::Span::current().record("caller", caller.as_str());
         let params: HashMap<String, String> =
             Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
                 .await

@@ -40,6 +40,13 @@ impl Keys {
     fn secret(&self, access_key_id: &str) -> Option<&str> {
         self.secrets.get(access_key_id).map(String::as_str)
     }
+
+    /// Whether `secret` is the secret of `access_key_id` (the admin page's sign-in). The
+    /// comparison takes the same time wherever the first differing byte is.
+    pub fn matches(&self, access_key_id: &str, secret: &str) -> bool {
+        self.secret(access_key_id)
+            .is_some_and(|s| constant_time_eq(s.as_bytes(), secret.as_bytes()))
+    }
 }
 
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -229,7 +236,7 @@ fn parse_amz_date(value: &str) -> Result<SystemTime, ApiError> {
     Ok(t.assume_utc().into())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

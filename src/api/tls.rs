@@ -47,7 +47,9 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    let service = TowerToHyperService::new(router(state));
+    // Marked so the admin page's session cookie is `Secure` here.
+    let service =
+        TowerToHyperService::new(router(state).layer(axum::Extension(super::admin::ServedOverTls)));
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {

@@ -4,6 +4,7 @@
 //! store version only after the commit. Knows nothing of HTTP or QUIC.
 
 mod join_tokens;
+mod admins;
 mod record;
 mod tables;
 

@@ -3,6 +3,7 @@
 //! `aws appmesh` works with `appliance ctl` in its place. The appliance's own commands (the
 //! CA, join tokens, proxies) live in `extra`.
 
+mod admin;
 mod credentials;
 mod extra;
 mod output;
@@ -96,6 +97,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<u8> {
     if let Some(op) = operation_for(&command) {
         return run_operation(&globals, op, &rest).await;
     }
+    if command == admin::ABOUT.0 {
+        return admin::create_admin(&globals, &rest).await;
+    }
     if let Some(code) = extra::run(&globals, &command, &rest).await? {
         return Ok(code);
     }
@@ -121,7 +125,7 @@ fn print_help() {
         println!("  {}", kebab(name));
     }
     println!("\nappliance commands:");
-    for (name, about) in extra::COMMANDS {
+    for (name, about) in extra::COMMANDS.iter().chain([&admin::ABOUT]) {
         println!("  {name:<34} {about}");
     }
 }
