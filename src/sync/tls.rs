@@ -61,15 +61,16 @@ fn key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 fn transport(keep_alive: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    // A proxy whose host vanished is noticed within this long; keep-alives from the proxy
-    // side keep a quiet but healthy session open.
+    // A proxy whose host vanished (or a sidecar killed with -9: UDP says nothing) is noticed
+    // within this long, after which its endpoint's grace period starts; keep-alives from the
+    // proxy side keep a quiet but healthy session open.
     t.max_idle_timeout(Some(
-        Duration::from_secs(20)
+        Duration::from_secs(6)
             .try_into()
-            .expect("20 s is a valid idle timeout"),
+            .expect("6 s is a valid idle timeout"),
     ));
     if keep_alive {
-        t.keep_alive_interval(Some(Duration::from_secs(5)));
+        t.keep_alive_interval(Some(Duration::from_secs(2)));
     }
     // One long-lived stream per session; small windows keep a quiet session's memory small
     // while a config of several MB still flows at loopback speed.

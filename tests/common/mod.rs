@@ -540,3 +540,72 @@ impl Drop for Proxy {
         self.child.wait().ok();
     }
 }
+
+pub const D: &str = "default.svc.cluster.local";
+
+pub fn ok(api: &Api, method: &str, path: &str, body: String) {
+    let (s, _, b) = api.call(method, path, Some(&body));
+    assert_eq!(s, 200, "{path}: {b}");
+}
+
+/// The walkthrough mesh (without TLS); `route1`, when not empty, replaces router 1's route spec.
+pub fn walkthrough(api: &Api, route1: &str) {
+    ok(
+        api,
+        "PUT",
+        "/v20190125/meshes",
+        r#"{"meshName":"ColorApp"}"#.into(),
+    );
+    for color in ["white", "blue", "black", "red"] {
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualNodes",
+            format!(
+                r#"{{"virtualNodeName":"colorteller-{color}-vn","spec":{{"listeners":[{{"portMapping":{{"port":9080,"protocol":"http"}},"healthCheck":{{"healthyThreshold":2,"intervalMillis":5000,"path":"/ping","protocol":"http","timeoutMillis":2000,"unhealthyThreshold":2}}}}],"serviceDiscovery":{{"dns":{{"hostname":"colorteller-{color}.{D}"}}}},"backends":[{{"virtualService":{{"virtualServiceName":"colorteller-2.{D}"}}}}]}}}}"#
+            ),
+        );
+    }
+    for (i, a, b) in [(1, "white", "blue"), (2, "black", "red")] {
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualRouters",
+            format!(
+                r#"{{"virtualRouterName":"colorteller-vr-{i}","spec":{{"listeners":[{{"portMapping":{{"port":9080,"protocol":"http"}}}}]}}}}"#
+            ),
+        );
+        let spec = if i == 1 && !route1.is_empty() {
+            route1.to_owned()
+        } else {
+            format!(
+                r#"{{"httpRoute":{{"match":{{"prefix":"/tell"}},"action":{{"weightedTargets":[{{"virtualNode":"colorteller-{a}-vn","weight":1}},{{"virtualNode":"colorteller-{b}-vn","weight":1}}]}}}}}}"#
+            )
+        };
+        ok(
+            api,
+            "PUT",
+            &format!("/v20190125/meshes/ColorApp/virtualRouter/colorteller-vr-{i}/routes"),
+            format!(r#"{{"routeName":"colorteller-route-{i}","spec":{spec}}}"#),
+        );
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualServices",
+            format!(
+                r#"{{"virtualServiceName":"colorteller-{i}.{D}","spec":{{"provider":{{"virtualRouter":{{"virtualRouterName":"colorteller-vr-{i}"}}}}}}}}"#
+            ),
+        );
+    }
+    ok(api, "PUT", "/v20190125/meshes/ColorApp/virtualGateways", r#"{"virtualGatewayName":"colorgateway-vg","spec":{"listeners":[{"portMapping":{"port":9080,"protocol":"http"}}]}}"#.into());
+    for i in 1..=2 {
+        ok(
+            api,
+            "PUT",
+            "/v20190125/meshes/ColorApp/virtualGateway/colorgateway-vg/gatewayRoutes",
+            format!(
+                r#"{{"gatewayRouteName":"colorgateway-route-{i}","spec":{{"httpRoute":{{"match":{{"prefix":"/color{i}"}},"action":{{"target":{{"virtualService":{{"virtualServiceName":"colorteller-{i}.{D}"}}}}}}}}}}}}"#
+            ),
+        );
+    }
+}
