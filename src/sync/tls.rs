@@ -76,9 +76,13 @@ fn transport(keep_alive: bool) -> Arc<quinn::TransportConfig> {
     // while a config of several MB still flows at loopback speed.
     t.max_concurrent_bidi_streams(1u32.into());
     t.max_concurrent_uni_streams(0u32.into());
-    t.stream_receive_window((256u32 * 1024).into());
-    t.receive_window((512u32 * 1024).into());
-    t.send_window(512 * 1024);
+    t.stream_receive_window((128u32 * 1024).into());
+    t.receive_window((128u32 * 1024).into());
+    t.send_window(256 * 1024);
+    // No datagrams in this protocol, and loopback/VPC paths need no MTU probing: both
+    // would cost memory on every one of thousands of idle sessions.
+    t.datagram_receive_buffer_size(None);
+    t.mtu_discovery_config(None);
     Arc::new(t)
 }
 
