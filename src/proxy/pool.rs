@@ -118,7 +118,7 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn overflow_beyond_in_flight_and_pending_is_refused_at_once() {
         let l = Arc::new(limiter(2, 1));
         let far = Instant::now() + Duration::from_secs(60);
@@ -132,9 +132,8 @@ mod tests {
         let started = Instant::now();
         let refused = l.acquire(far, 60_000).await;
         assert!(matches!(refused, Err(ProxyError::Overflow { .. })));
-        assert_eq!(
-            started.elapsed(),
-            Duration::ZERO,
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
             "no waiting beyond the queue"
         );
         drop(a);
@@ -144,7 +143,7 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_queued_request_waits_no_longer_than_its_timeout() {
         let l = limiter(1, 10);
         let _a = l
@@ -152,12 +151,12 @@ mod tests {
             .await
             .expect("slot");
         let r = l
-            .acquire(Instant::now() + Duration::from_millis(500), 500)
+            .acquire(Instant::now() + Duration::from_millis(100), 100)
             .await;
-        assert!(matches!(r, Err(ProxyError::Timeout(500))));
+        assert!(matches!(r, Err(ProxyError::Timeout(100))));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn without_a_queue_overflow_is_immediate() {
         let l = limiter(1, 0);
         let far = Instant::now() + Duration::from_secs(60);
