@@ -525,6 +525,7 @@ fn gateway_config(
             }],
         },
         tls: Some(tls),
+        connection_pool: None,
     };
     let route = RouteConfig {
         name: "virtualNode/n".into(),
@@ -546,6 +547,8 @@ fn gateway_config(
         endpoints: vec![endpoint.to_owned()],
         health_check: None,
         tls: cluster_tls,
+        outlier_detection: None,
+        connection_pool: None,
     };
     ProxyConfig::new(
         Identity::parse(GW).unwrap(),
@@ -570,6 +573,7 @@ fn sidecar_config(tls: ListenerTlsConfig) -> ProxyConfig {
         idle_timeout_ms: 300_000,
         role: ListenerRole::Inbound { health_check: None },
         tls: Some(tls),
+        connection_pool: None,
     };
     ProxyConfig::new(
         Identity::parse(NODE).unwrap(),

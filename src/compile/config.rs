@@ -46,6 +46,40 @@ pub struct ListenerConfig {
     /// TLS the listener terminates; none is plain text (App Mesh's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsConfig>,
+    /// The listener's `connectionPool`. On a virtual node listener it bounds the sidecar's
+    /// requests to the local app; on a virtual gateway listener it is copied onto every
+    /// cluster the listener's routes reach (see `ClusterConfig::connection_pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<ConnectionPoolConfig>,
+}
+
+/// App Mesh's `connectionPool`, as the concurrency limits the proxy enforces. Overflow is an
+/// immediate 503: requests never queue beyond `max_pending`, and a queued one waits no longer
+/// than its own per-request timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionPoolConfig {
+    /// Upstream requests in flight at once: `http`/`tcp` `maxConnections` (an HTTP/1.1
+    /// connection carries one request at a time, so this is the connections in use) or
+    /// `http2`/`grpc` `maxRequests`.
+    pub max_in_flight: u32,
+    /// `http` `maxPendingRequests`: requests that may wait for one of those (App Mesh's
+    /// default, 2147483647, when unset). 0 for `http2`, `grpc` and `tcp`: no waiting at all.
+    pub max_pending: u32,
+}
+
+/// App Mesh's `outlierDetection` of a virtual node listener (Envoy's consecutive 5xx): after
+/// `max_server_errors` 5xx answers or connection failures in a row, an endpoint leaves the
+/// rotation for `base_ejection_ms` times the number of times it has been ejected; a sweep
+/// every `interval_ms` brings back those whose time is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierConfig {
+    pub max_server_errors: u64,
+    pub interval_ms: u64,
+    pub base_ejection_ms: u64,
+    /// 0..=100 percent of the cluster's endpoints that may be out at once; one always may.
+    pub max_ejection_percent: u32,
 }
 
 /// A listener's `tls`: what it serves and, for mutual TLS, whom it accepts.
@@ -193,6 +227,13 @@ pub struct ClusterConfig {
     /// TLS to every endpoint (requests and health checks alike); none is plain text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTlsConfig>,
+    /// The node listener's `outlierDetection`: it governs traffic to this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierConfig>,
+    /// Limits on this proxy's requests to the cluster: a virtual gateway listener's
+    /// `connectionPool` (the tightest, should two listeners reach the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<ConnectionPoolConfig>,
 }
 
 /// Why a config cannot be built or loaded.

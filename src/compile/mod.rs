@@ -2,11 +2,13 @@
 //! stored resources to what one proxy needs. No I/O of any kind; the output is deterministic.
 
 mod config;
+mod resilience;
 mod tls;
 
 use std::collections::BTreeMap;
 
 pub use config::*;
+pub use resilience::{DEFAULT_MAX_PENDING_REQUESTS, MAX_EJECTION_MS};
 
 use crate::model::spec::{ClientPolicy, ClientPolicyTls};
 use crate::model::spec::{
@@ -228,6 +230,10 @@ impl Builder<'_> {
                 ));
             }
             routes.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let pool = l.connection_pool.as_ref().map(resilience::gateway_pool);
+            if let Some(pool) = pool {
+                self.limit_clusters(routes.iter().map(|(_, _, r)| r.service.as_str()), pool);
+            }
             listeners.push(ListenerConfig {
                 port,
                 protocol,
@@ -237,6 +243,7 @@ impl Builder<'_> {
                     routes: routes.into_iter().map(|(_, _, r)| r).collect(),
                 },
                 tls: l.tls.as_ref().map(tls::listener),
+                connection_pool: pool,
             });
         }
         Ok(listeners)
@@ -280,9 +287,29 @@ impl Builder<'_> {
                         health_check: l.health_check.clone(),
                     },
                     tls: l.tls.as_ref().map(tls::listener),
+                    connection_pool: l.connection_pool.as_ref().map(resilience::node_pool),
                 }
             })
             .collect())
+    }
+
+    /// Puts a gateway listener's pool on every cluster its routes' services reach: the
+    /// gateway's requests to each of them are limited as the listener says.
+    fn limit_clusters<'s>(
+        &mut self,
+        services: impl Iterator<Item = &'s str>,
+        pool: ConnectionPoolConfig,
+    ) {
+        for service in services {
+            let Some(s) = self.services.get(service) else {
+                continue;
+            };
+            for t in s.routes.iter().flat_map(|r| &r.targets) {
+                if let Some(c) = self.clusters.get_mut(&t.cluster) {
+                    c.connection_pool = Some(resilience::tightest(c.connection_pool, pool));
+                }
+            }
+        }
     }
 
     /// Resolves a virtual service to its routes and their clusters. A service the mesh does
@@ -433,6 +460,8 @@ impl Builder<'_> {
                     endpoints,
                     health_check: listener.health_check.clone(),
                     tls,
+                    outlier_detection: listener.outlier_detection.as_ref().map(resilience::outlier),
+                    connection_pool: None,
                 },
             );
         }

@@ -360,3 +360,57 @@ fn a_config_without_tls_fields_still_loads() {
     assert!(!text.contains("\"tls\""), "no TLS, no field: {text}");
     assert_eq!(ProxyConfig::from_json(&text).unwrap(), cfg);
 }
+
+#[test]
+fn outlier_detection_and_pools_land_where_app_mesh_applies_them() {
+    let mut snap = walkthrough();
+    let white = snap.nodes.get_mut("colorteller-white-vn").unwrap();
+    let listener = &mut white.listeners.as_mut().unwrap()[0];
+    listener.outlier_detection = Some(
+        serde_json::from_value(
+            json!({"maxServerErrors": 3, "interval": {"value": 2, "unit": "s"},
+            "baseEjectionDuration": {"value": 500, "unit": "ms"}, "maxEjectionPercent": 50}),
+        )
+        .unwrap(),
+    );
+    listener.connection_pool =
+        Some(serde_json::from_value(json!({"http": {"maxConnections": 8}})).unwrap());
+    let gw = snap.gateways.get_mut("colorgateway-vg").unwrap();
+    gw.listeners[0].connection_pool = Some(
+        serde_json::from_value(json!({"http": {"maxConnections": 4, "maxPendingRequests": 2}}))
+            .unwrap(),
+    );
+
+    // The gateway: white's outlier policy governs traffic to white; the gateway listener's
+    // pool limits every cluster its routes reach.
+    let cfg = compile(&snap, &gateway(), &Endpoints::new(), 1).unwrap();
+    let pool = ConnectionPoolConfig {
+        max_in_flight: 4,
+        max_pending: 2,
+    };
+    for (name, c) in &cfg.clusters {
+        assert_eq!(c.connection_pool, Some(pool), "{name}");
+        let want = (c.node == "colorteller-white-vn").then_some(OutlierConfig {
+            max_server_errors: 3,
+            interval_ms: 2_000,
+            base_ejection_ms: 500,
+            max_ejection_percent: 50,
+        });
+        assert_eq!(c.outlier_detection, want, "{name}");
+    }
+    assert_eq!(cfg.clusters.len(), 4);
+
+    // White's sidecar: its own pool bounds its requests to the local app; an http pool
+    // without maxPendingRequests gets App Mesh's default.
+    let id = Identity::parse("mesh/ColorApp/virtualNode/colorteller-white-vn").unwrap();
+    let cfg = compile(&snap, &id, &Endpoints::new(), 1).unwrap();
+    assert_eq!(
+        cfg.listeners[0].connection_pool,
+        Some(ConnectionPoolConfig {
+            max_in_flight: 8,
+            max_pending: DEFAULT_MAX_PENDING_REQUESTS,
+        })
+    );
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(ProxyConfig::from_json(&text).unwrap(), cfg);
+}

@@ -31,6 +31,9 @@ pub enum ProxyError {
         endpoint: String,
         reason: String,
     },
+    /// A `connectionPool` limit is full: refused at once rather than queued without bound.
+    #[error("upstream overflow: {target} is at its limit of {reason}")]
+    Overflow { target: String, reason: String },
     #[error("upstream did not answer within {0} ms")]
     Timeout(u64),
     #[error("bad request: {0}")]
@@ -44,7 +47,8 @@ impl ProxyError {
             ProxyError::NotABackend { .. } => StatusCode::FORBIDDEN,
             ProxyError::NoProvider(_)
             | ProxyError::NoHealthyEndpoint(_)
-            | ProxyError::UpstreamTls { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::UpstreamTls { .. }
+            | ProxyError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -52,9 +56,14 @@ impl ProxyError {
     }
 
     pub fn into_response(self, proxy: &str) -> Response<Body> {
+        let overloaded = matches!(self, ProxyError::Overflow { .. });
         let mut resp = Response::new(full(format!("{self}\n")));
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
+        // Envoy's marker of a circuit breaker's 503, which clients may already look for.
+        if overloaded {
+            headers.insert("x-envoy-overloaded", http::HeaderValue::from_static("true"));
+        }
         headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -77,7 +86,8 @@ impl ProxyError {
             ProxyError::NoProvider(_)
             | ProxyError::NoHealthyEndpoint(_)
             | ProxyError::Upstream { .. }
-            | ProxyError::UpstreamTls { .. } => 14, // UNAVAILABLE
+            | ProxyError::UpstreamTls { .. }
+            | ProxyError::Overflow { .. } => 14, // UNAVAILABLE
         }
     }
 

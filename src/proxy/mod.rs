@@ -4,7 +4,10 @@
 mod access_log;
 mod admin;
 mod error;
+mod forward;
 mod health;
+mod outlier;
+mod pool;
 mod report;
 mod route_table;
 mod server;
@@ -27,7 +30,7 @@ pub use route_table::{RequestView, RouteTable};
 pub use server::{serve_listener, Mode};
 pub use tls::{watch_credentials_dir, Credentials, TlsError, UpstreamTlsError, FILE_POLL};
 
-use crate::compile::{ConfigError, ProxyConfig};
+use crate::compile::{ConfigError, ListenerRole, ProxyConfig};
 use stats::{ClusterLabels, RouteLabels, Stats};
 use upstream::{Clients, Cluster};
 
@@ -46,6 +49,8 @@ pub struct State {
     access_log: Option<Arc<access_log::AccessLogger>>,
     /// Listener port -> its TLS, for listeners that have a `tls` block.
     listener_tls: HashMap<u16, Arc<tls::ListenerTls>>,
+    /// Inbound listener port -> the limits of its requests to the local app.
+    inbound_pools: HashMap<u16, Arc<pool::Limiter>>,
 }
 
 impl State {
@@ -55,6 +60,10 @@ impl State {
 
     fn listener_tls(&self, port: u16) -> Option<&Arc<tls::ListenerTls>> {
         self.listener_tls.get(&port)
+    }
+
+    fn inbound_pool(&self, port: u16) -> Option<&Arc<pool::Limiter>> {
+        self.inbound_pools.get(&port)
     }
 
     fn count(&self, route: &str, cluster: &str, status: u16) {
@@ -199,9 +208,10 @@ fn build_state(
                     .as_ref()
                     .map(|t| tls::UpstreamTls::new(tls_store, t, cfg.protocol, name, stats))
                     .transpose()?;
-                let cluster = Arc::new(Cluster::new(name, cfg, tls));
+                let cluster = Arc::new(Cluster::new(name, cfg, tls, stats));
                 let stop = shutdown.child_token();
                 health::spawn(&cluster, clients, stats, stop.clone());
+                outlier::spawn_sweep(&cluster, stop.clone());
                 (cluster, stop)
             }
         };
@@ -270,7 +280,29 @@ fn build_state(
         };
         listener_tls.insert(l.port, built);
     }
+    // Keep an inbound listener's limiter while its pool is unchanged: requests in flight on
+    // the old config hold its permits, and a new limiter would let twice the limit through.
+    let mut inbound_pools = HashMap::new();
+    for l in &config.listeners {
+        let (ListenerRole::Inbound { .. }, Some(want)) = (&l.role, l.connection_pool) else {
+            continue;
+        };
+        let reused = old
+            .and_then(|o| o.inbound_pools.get(&l.port))
+            .filter(|p| p.config == want)
+            .cloned();
+        let target = format!(
+            "cds_ingress_{}_{}_{}_{}",
+            config.identity.mesh,
+            config.identity.name,
+            l.protocol.as_str(),
+            l.port
+        );
+        let built = reused.unwrap_or_else(|| Arc::new(pool::Limiter::new(&target, want, stats)));
+        inbound_pools.insert(l.port, built);
+    }
     Ok(State {
+        inbound_pools,
         listener_tls,
         config: Arc::new(config),
         table,

@@ -63,6 +63,14 @@ pub struct ClusterReasonLabels {
     pub reason: String,
 }
 
+/// `target`: the cluster, or an inbound listener's local app; `limit`: the limit that was
+/// full (`max_in_flight`, `max_pending`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabels {
+    pub target: String,
+    pub limit: String,
+}
+
 pub struct Stats {
     pub registry: Registry,
     pub responses: Family<RouteLabels, Counter>,
@@ -80,6 +88,12 @@ pub struct Stats {
     pub upstream_tls_resumed: Family<ClusterLabels, Counter>,
     /// Unix time the proxy's own leaf expires; 0 before credentials are set.
     pub credentials_expiry: Gauge,
+    /// Requests refused by a `connectionPool` limit (Envoy's `upstream_rq_pending_overflow`).
+    pub overflows: Family<OverflowLabels, Counter>,
+    /// Endpoints ejected by outlier detection (Envoy's `outlier_detection.ejections_enforced_total`).
+    pub outlier_ejections: Family<ClusterLabels, Counter>,
+    /// Endpoints out of rotation by outlier detection now (Envoy's `ejections_active`).
+    pub outlier_ejected: Family<ClusterLabels, Gauge>,
 }
 
 impl Stats {
@@ -167,7 +181,28 @@ impl Stats {
             "When the proxy's own certificate expires; 0 before it has one",
             credentials_expiry.clone(),
         );
+        let overflows = Family::<OverflowLabels, Counter>::default();
+        let outlier_ejections = Family::<ClusterLabels, Counter>::default();
+        let outlier_ejected = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "overflows",
+            "Requests refused with 503 because a connectionPool limit was full",
+            overflows.clone(),
+        );
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection",
+            outlier_ejections.clone(),
+        );
+        registry.register(
+            "outlier_ejected_endpoints",
+            "Endpoints out of rotation by outlier detection now",
+            outlier_ejected.clone(),
+        );
         Stats {
+            overflows,
+            outlier_ejections,
+            outlier_ejected,
             listener_tls_handshakes,
             listener_tls_failures,
             listener_tls_resumed,

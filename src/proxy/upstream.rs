@@ -1,8 +1,8 @@
 //! Clusters at run time: their endpoints with health, round-robin choice among the healthy
 //! ones, and the pooled HTTP clients that reach them.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -10,6 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::error::Body;
+use super::outlier::{Ejection, Outlier};
+use super::pool::Limiter;
+use super::stats::Stats;
 use super::tls::{Connector, UpstreamTls};
 use crate::compile::ClusterConfig;
 use crate::model::spec::PortProtocol;
@@ -21,7 +24,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Endpoint {
     pub address: String,
+    /// Passes its active health check (or has none).
     healthy: AtomicBool,
+    /// Taken out by outlier detection; the health check does not bring it back.
+    ejected: AtomicBool,
+    /// 5xx answers and connection failures in a row, for outlier detection.
+    pub(super) consecutive_errors: AtomicU64,
+    pub(super) ejection: Mutex<Ejection>,
 }
 
 impl Endpoint {
@@ -29,11 +38,27 @@ impl Endpoint {
         Endpoint {
             address,
             healthy: AtomicBool::new(true),
+            ejected: AtomicBool::new(false),
+            consecutive_errors: AtomicU64::new(0),
+            ejection: Mutex::new(Ejection::default()),
         }
     }
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_ejected(&self, ejected: bool) {
+        self.ejected.store(ejected, Ordering::Relaxed);
+    }
+
+    /// Healthy and not ejected: worth sending a request to.
+    pub fn is_available(&self) -> bool {
+        self.is_healthy() && !self.is_ejected()
     }
 
     pub fn set_healthy(&self, healthy: bool) {
@@ -48,13 +73,22 @@ pub struct Cluster {
     pub config: ClusterConfig,
     pub endpoints: Vec<Arc<Endpoint>>,
     next: AtomicUsize,
+    /// The cluster's `connectionPool` limits, if it has any.
+    pub limiter: Option<Limiter>,
+    /// Its node listener's `outlierDetection`, if it has one.
+    pub outlier: Option<Outlier>,
     /// For a cluster under a TLS client policy: its own client, whose one rustls config
     /// (and session cache) every connection to the cluster shares.
     tls_client: Option<Client<Connector, Body>>,
 }
 
 impl Cluster {
-    pub(crate) fn new(name: &str, config: &ClusterConfig, tls: Option<UpstreamTls>) -> Cluster {
+    pub(crate) fn new(
+        name: &str,
+        config: &ClusterConfig,
+        tls: Option<UpstreamTls>,
+        stats: &Stats,
+    ) -> Cluster {
         Cluster {
             name: name.to_owned(),
             config: config.clone(),
@@ -63,14 +97,13 @@ impl Cluster {
             endpoints: config
                 .endpoints
                 .iter()
-                .map(|a| {
-                    Arc::new(Endpoint {
-                        address: a.clone(),
-                        healthy: AtomicBool::new(true),
-                    })
-                })
+                .map(|a| Arc::new(Endpoint::new(a.clone())))
                 .collect(),
             next: AtomicUsize::new(0),
+            limiter: config.connection_pool.map(|p| Limiter::new(name, p, stats)),
+            outlier: config
+                .outlier_detection
+                .map(|o| Outlier::new(name, o, stats)),
             tls_client: tls.map(|t| client(config.protocol, Some(Arc::new(t)))),
         }
     }
@@ -84,17 +117,24 @@ impl Cluster {
     }
 
     pub fn has_healthy(&self) -> bool {
-        self.endpoints.iter().any(|e| e.is_healthy())
+        self.endpoints.iter().any(|e| e.is_available())
     }
 
-    /// The next healthy endpoint, round robin; `skip` avoids the one that just failed.
+    /// Feeds outlier detection with one answer of `ep`.
+    pub fn record(&self, ep: &Endpoint, server_error: bool) {
+        if let Some(o) = &self.outlier {
+            o.record(&self.endpoints, ep, server_error);
+        }
+    }
+
+    /// The next available (healthy, not ejected) endpoint, round robin; `skip` avoids the one that just failed.
     pub fn pick(&self, skip: Option<&str>) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut fallback = None;
         for i in 0..n {
             let ep = &self.endpoints[(start + i) % n];
-            if !ep.is_healthy() {
+            if !ep.is_available() {
                 continue;
             }
             if skip == Some(ep.address.as_str()) {

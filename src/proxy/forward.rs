@@ -1,0 +1,266 @@
+//! The upstream half of a request: pick a target and an endpoint, send under the route's
+//! timeout and retry policy and the cluster's connection pool, and feed outlier detection
+//! with every answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use super::error::{Body, ProxyError};
+use super::route_table::Route;
+use super::server::UpstreamHost;
+use super::tls::UpstreamTlsError;
+use super::upgrade::take_upgrade;
+use super::State;
+
+/// Bodies up to this size are buffered so a failed try can be retried; larger ones stream
+/// and are not retried.
+const MAX_RETRY_BODY: u64 = 64 * 1024;
+
+/// The request's body, buffered when small so a retry can resend it.
+enum Payload {
+    Buffered(Bytes),
+    Streaming(Option<Incoming>),
+}
+
+async fn payload(headers: &HeaderMap, body: Incoming) -> Result<Payload, ProxyError> {
+    let len = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    match (len, chunked) {
+        (Some(n), false) if n <= MAX_RETRY_BODY => {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ProxyError::BadRequest(format!("reading the request body: {e}")))?
+                .to_bytes();
+            Ok(Payload::Buffered(bytes))
+        }
+        (None, false) => Ok(Payload::Buffered(Bytes::new())),
+        _ => Ok(Payload::Streaming(Some(body))),
+    }
+}
+
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    text
+}
+
+/// The first error of type `T` in `e`'s source chain.
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+pub(super) async fn forward(
+    state: &State,
+    route: &Route,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ProxyError> {
+    let upgrade = take_upgrade(&mut parts);
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
+    if !parts.headers.contains_key("x-request-id") {
+        if let Ok(v) = HeaderValue::from_str(&request_id()) {
+            parts.headers.insert("x-request-id", v);
+        }
+    }
+    let mut payload = payload(&parts.headers, body).await?;
+    let retry = &route.config.retry;
+    let retryable = matches!(payload, Payload::Buffered(_));
+    let tries = if retryable { 1 + retry.max_retries } else { 1 };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(route.config.per_request_timeout_ms);
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut last_failed: Option<String> = None;
+    let mut last_error = None;
+    for attempt in 0..tries {
+        let healthy = |t: &crate::compile::WeightedCluster| {
+            state.cluster(&t.cluster).is_some_and(|c| c.has_healthy())
+        };
+        let target = match route.pick_target_among(rand::random::<u32>(), healthy) {
+            Some(t) => t,
+            // Nothing healthy anywhere: name the cluster the weights would have chosen.
+            None => {
+                let t = route
+                    .pick_target(rand::random::<u32>())
+                    .ok_or_else(|| ProxyError::NoProvider(route.name.clone()))?;
+                return Err(ProxyError::NoHealthyEndpoint(t.cluster.clone()));
+            }
+        };
+        let cluster = state
+            .cluster(&target.cluster)
+            .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;
+        // Before the endpoint is chosen: a request that waits for a slot should go to the
+        // endpoint that is best when it gets one. An overflow is not retried (Envoy's
+        // neither): another try would only add to the load that filled the pool.
+        let permit = match &cluster.limiter {
+            Some(l) => Some(
+                l.acquire(deadline, route.config.per_request_timeout_ms)
+                    .await?,
+            ),
+            None => None,
+        };
+        let endpoint = cluster
+            .pick(last_failed.as_deref())
+            .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;
+        let body: Body = match &mut payload {
+            Payload::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
+            Payload::Streaming(b) => match b.take() {
+                Some(b) => b.boxed(),
+                None => break,
+            },
+        };
+        let mut req = Request::builder()
+            .method(parts.method.clone())
+            .version(http::Version::HTTP_11);
+        if let Some(h) = req.headers_mut() {
+            *h = parts.headers.clone();
+        }
+        let uri = format!("http://{}{pq}", endpoint.address);
+        let req = req
+            .uri(uri)
+            .body(body)
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let now = tokio::time::Instant::now();
+        let mut budget = deadline.saturating_duration_since(now);
+        if retry.per_retry_timeout_ms > 0 {
+            budget = budget.min(Duration::from_millis(retry.per_retry_timeout_ms));
+        }
+        let client = super::upstream_client(state, cluster);
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(budget, client.request(req)).await;
+        let more = attempt + 1 < tries;
+        // Outlier detection counts what Envoy's consecutive-5xx does: 5xx answers, and
+        // connection failures and timeouts as the 503 and 504 they become.
+        cluster.record(
+            endpoint,
+            !matches!(&outcome, Ok(Ok(r)) if !r.status().is_server_error()),
+        );
+        match outcome {
+            Err(_) if tokio::time::Instant::now() >= deadline || !more => {
+                return Err(ProxyError::Timeout(route.config.per_request_timeout_ms));
+            }
+            Err(_) => {
+                last_failed = Some(endpoint.address.clone());
+            }
+            Ok(Err(e)) => {
+                if let Some(tls) = find_source::<UpstreamTlsError>(&e) {
+                    return Err(ProxyError::UpstreamTls {
+                        cluster: target.cluster.clone(),
+                        endpoint: endpoint.address.clone(),
+                        reason: tls.to_string(),
+                    });
+                }
+                let reason = error_chain(&e);
+                if more && retry.connection_errors {
+                    tracing::debug!(endpoint = %endpoint.address, %reason, "retrying after a connection failure");
+                    last_failed = Some(endpoint.address.clone());
+                    last_error = Some((target.cluster.clone(), endpoint.address.clone(), reason));
+                } else {
+                    return Err(ProxyError::Upstream {
+                        cluster: target.cluster.clone(),
+                        endpoint: endpoint.address.clone(),
+                        reason,
+                    });
+                }
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                state.observe(&target.cluster, started.elapsed().as_secs_f64());
+                // A trailers-only gRPC answer carries its status in the headers.
+                let grpc_status = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok()?.parse::<u8>().ok());
+                let retry_grpc = grpc_status.is_some_and(|g| retry.grpc_statuses.contains(&g));
+                if more && (retry.statuses.contains(&status) || retry_grpc) {
+                    state.count(&route.name, &target.cluster, status);
+                    last_failed = Some(endpoint.address.clone());
+                    // Drain so the connection can be reused.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), resp.into_body().collect())
+                            .await;
+                    continue;
+                }
+                state.count(&route.name, &target.cluster, status);
+                let mut out = match upgrade {
+                    Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                        u.bridge(resp)
+                    }
+                    _ => finish(resp),
+                };
+                out.extensions_mut()
+                    .insert(UpstreamHost(endpoint.address.clone()));
+                if let Some(p) = permit {
+                    out = out.map(|b| p.hold_until_done(b));
+                }
+                return Ok(out);
+            }
+        }
+    }
+    match last_error {
+        Some((cluster, endpoint, reason)) => Err(ProxyError::Upstream {
+            cluster,
+            endpoint,
+            reason,
+        }),
+        None => Err(ProxyError::Timeout(route.config.per_request_timeout_ms)),
+    }
+}
+
+/// A random request id in UUID form, from the thread's userspace RNG (no syscall per request,
+/// unlike `Uuid::new_v4`).
+fn request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
+pub(super) fn finish(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}
