@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.exit_with_parent)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("appliance: {e:#}");
@@ -32,7 +32,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<u8> {
+async fn run(command: Command, exit_with_parent: bool) -> anyhow::Result<u8> {
+    let shutdown_on_signal = || {
+        let token = shutdown_on_signal();
+        if exit_with_parent {
+            cancel_on_stdin_eof(token.clone());
+        }
+        token
+    };
     match command {
         Command::Control(args) => {
             appliance::cli::control::run(args, shutdown_on_signal()).await?;
@@ -47,6 +54,36 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Ctl(args) => appliance::cli::ctl::run(args).await,
+        Command::Demo(args) => {
+            appliance::cli::demo::run(args, shutdown_on_signal()).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Cancels `token` once stdin reaches end of file (or fails): the parent that holds its
+/// write end has gone. A plain thread, not tokio's stdin, whose blocking read would keep
+/// the runtime from shutting down.
+fn cancel_on_stdin_eof(token: CancellationToken) {
+    let spawned = std::thread::Builder::new()
+        .name("exit-with-parent".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            tracing::info!("stdin closed: the parent process is gone; shutting down");
+            token.cancel();
+        });
+    if let Err(e) = spawned {
+        tracing::error!(%e, "cannot watch stdin for --exit-with-parent");
     }
 }
 
