@@ -3,8 +3,8 @@
 //! record, so a call either happens whole or not at all; the change feed announces a new
 //! store version only after the commit. Knows nothing of HTTP or QUIC.
 
-mod admins;
 mod join_tokens;
+mod admins;
 mod record;
 mod tables;
 
