@@ -10,7 +10,7 @@ use appliance::cli::{Cli, Command, LogFormat};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    init_tracing(cli.log_format, cli.exit_with_parent);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(n) = cli.worker_threads {
@@ -79,8 +79,9 @@ fn cancel_on_stdin_eof(token: CancellationToken) {
                     Err(_) => break,
                 }
             }
-            tracing::info!("stdin closed: the parent process is gone; shutting down");
+            // Cancel before logging: if the parent died, so did the reader of our stderr.
             token.cancel();
+            tracing::info!("stdin closed: the parent process is gone; shutting down");
         });
     if let Err(e) = spawned {
         tracing::error!(%e, "cannot watch stdin for --exit-with-parent");
@@ -118,11 +119,14 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, exit_with_parent: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A child whose parent died has a stderr pipe nobody reads. Reporting that failure
+        // would go to stderr again, which panics; losing the log lines is the lesser harm.
+        .log_internal_errors(!exit_with_parent);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

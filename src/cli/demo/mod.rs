@@ -70,10 +70,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     if let Err(e) = &result {
         tracing::error!("{e:#}");
     }
-    println!("\nstopping the demo's processes...");
+    say("\nstopping the demo's processes...");
     children.stop().await;
     apps.cancel();
-    println!("stopped.");
+    say("stopped.");
     result
 }
 
@@ -116,7 +116,9 @@ async fn start_and_serve(
     let endpoint = format!("http://{api_addr}");
     let api = Api::for_data_dir(&endpoint, &control_dir)?;
 
-    println!("creating the walkthrough's mesh {MESH} (TLS form) through the App Mesh API...");
+    say(&format!(
+        "creating the walkthrough's mesh {MESH} (TLS form) through the App Mesh API..."
+    ));
     mesh::create(&api)
         .await
         .context("creating the walkthrough's mesh")?;
@@ -133,7 +135,7 @@ async fn start_and_serve(
     std::fs::write(&bundle, &bundle_pem)
         .with_context(|| format!("writing {}", bundle.display()))?;
 
-    println!("starting four colorteller apps, four sidecars and the gateway...");
+    say("starting four colorteller apps, four sidecars and the gateway...");
     let mut sidecars = Vec::new();
     for color in COLORS {
         let app = colorteller::spawn(color, apps.clone()).await?;
@@ -326,42 +328,73 @@ async fn wait_for_all_colors(gateway: SocketAddr, bundle_pem: &str) -> anyhow::R
     Ok(())
 }
 
+/// The demo's report, in one write. Written with `say`: a closed stdout (the terminal went
+/// away) must not stop the demo from cleaning up.
 fn print_started(s: &Started, control_dir: &Path, pids: &[(String, u32)]) {
+    use std::fmt::Write;
     let url = format!("https://localhost:{}", s.gateway.port());
     let bundle = s.bundle.display();
     let creds = s.credentials.display();
+    let api = &s.api;
     let pids: Vec<String> = pids.iter().map(|(n, p)| format!("{n}={p}")).collect();
-    println!();
-    println!("The App Mesh ingress walkthrough is running, STRICT TLS on every hop.");
-    println!();
-    println!("  gateway URL   {url}");
-    println!("  CA bundle     {bundle}");
-    println!("  admin page    {}/", s.api);
+    let logs = control_dir.with_file_name("logs");
+    let mut o = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        o,
+        "\nThe App Mesh ingress walkthrough is running, STRICT TLS on every hop.\n"
+    );
+    let _ = writeln!(o, "  gateway URL   {url}");
+    let _ = writeln!(o, "  CA bundle     {bundle}");
+    let _ = writeln!(o, "  admin page    {api}/");
     if let Some(p) = &s.admin_password {
-        println!("  admin login   {ADMIN_USER} / {p}");
+        let _ = writeln!(o, "  admin login   {ADMIN_USER} / {p}");
     }
-    println!("  credentials   {creds}");
-    println!(
-        "  logs          {}",
-        control_dir.with_file_name("logs").display()
+    let _ = writeln!(o, "  credentials   {creds}");
+    let _ = writeln!(o, "  logs          {}", logs.display());
+    let _ = writeln!(o, "  processes     {}", pids.join(" "));
+    let _ = writeln!(o, "\nTry:");
+    let _ = writeln!(
+        o,
+        "  curl --cacert {bundle} {url}/color1/tell    # white or blue"
     );
-    println!("  processes     {}", pids.join(" "));
-    println!();
-    println!("Try:");
-    println!("  curl --cacert {bundle} {url}/color1/tell    # white or blue");
-    println!("  curl --cacert {bundle} {url}/color2/tell    # black or red");
-    println!("  # all of /color1 to white, with the AWS CLI against the appliance:");
-    println!(
-        "  AWS_SHARED_CREDENTIALS_FILE={creds} AWS_DEFAULT_REGION=us-east-1 aws appmesh update-route --endpoint-url {} \\",
-        s.api
+    let _ = writeln!(
+        o,
+        "  curl --cacert {bundle} {url}/color2/tell    # black or red"
     );
-    println!("    --mesh-name {MESH} --virtual-router-name colorteller-vr-1 --route-name colorteller-route-1 \\");
-    println!("    --spec '{{\"httpRoute\":{{\"match\":{{\"prefix\":\"/tell\"}},\"action\":{{\"weightedTargets\":[{{\"virtualNode\":\"colorteller-white-vn\",\"weight\":100}},{{\"virtualNode\":\"colorteller-blue-vn\",\"weight\":0}}]}}}}}}'");
-    println!(
-        "  appliance ctl --endpoint-url {} --data-dir {} list-proxies",
-        s.api,
+    let _ = writeln!(
+        o,
+        "  # all of /color1 to white, with the AWS CLI against the appliance:"
+    );
+    let _ = writeln!(
+        o,
+        "  AWS_SHARED_CREDENTIALS_FILE={creds} AWS_DEFAULT_REGION=us-east-1 \\"
+    );
+    let _ = writeln!(
+        o,
+        "    aws appmesh update-route --endpoint-url {api} --mesh-name {MESH} \\"
+    );
+    let _ = writeln!(
+        o,
+        "    --virtual-router-name colorteller-vr-1 --route-name colorteller-route-1 \\"
+    );
+    let _ = writeln!(o, "    --spec '{WHITE_ONLY}'");
+    let _ = writeln!(
+        o,
+        "  appliance ctl --endpoint-url {api} --data-dir {} list-proxies",
         control_dir.display()
     );
-    println!();
-    println!("Ctrl-C stops everything the demo started.");
+    let _ = writeln!(o, "\nCtrl-C stops everything the demo started.");
+    say(o.trim_end());
+}
+
+/// `/color1`'s route with weights 100:0, as the walkthrough's README changes it.
+const WHITE_ONLY: &str = r#"{"httpRoute":{"match":{"prefix":"/tell"},"action":{"weightedTargets":[{"virtualNode":"colorteller-white-vn","weight":100},{"virtualNode":"colorteller-blue-vn","weight":0}]}}}"#;
+
+/// One line (or block) on stdout; an error (nobody reads it any more) is ignored.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
