@@ -139,7 +139,10 @@ fn curl(bundle: &Path, url: &str) -> String {
 }
 
 fn get(client: &reqwest::blocking::Client, url: &str) -> String {
-    let r = client.get(url).send().unwrap_or_else(|e| panic!("{url}: {e}"));
+    let r = client
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
     assert_eq!(r.status(), 200, "{url}");
     r.text().unwrap()
 }
@@ -205,7 +208,9 @@ fn demo_serves_the_walkthrough_over_tls_follows_weight_changes_and_stops_cleanly
     assert_eq!(colors, ["black", "red"], "{seen:?}");
 
     // Plain text to the STRICT listener gets no colour.
-    let plain = demo.gateway.replace("https://localhost", "http://127.0.0.1");
+    let plain = demo
+        .gateway
+        .replace("https://localhost", "http://127.0.0.1");
     if let Ok(r) = reqwest::blocking::get(format!("{plain}/color1/tell")) {
         assert_ne!(r.status(), 200, "plain text was served");
     }
