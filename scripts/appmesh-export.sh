@@ -9,7 +9,7 @@
 #   DIR/acm/<certificate id>.json          (`aws acm describe-certificate`, for the names
 #                                            the appliance's replacement certificates carry)
 #
-# Usage: appmesh-export.sh MESH DIR [options for `aws appmesh`, e.g. --region us-west-2]
+# Usage: appmesh-export.sh MESH DIR [AWS CLI options, e.g. --region us-west-2 --profile p]
 # Set APPMESH_EXPORT_ACM=0 to skip the ACM lookups (then pass `ctl import` the names with
 # --certificate-domain ARN=NAME). Needs the AWS CLI; read-only.
 set -euo pipefail
@@ -54,7 +54,7 @@ done
 if [ "${APPMESH_EXPORT_ACM:-1}" != 0 ]; then
   mkdir -p "$dir/acm"
   for arn in $(grep -rhoE 'arn:aws[a-z-]*:acm:[^"]+' "$dir"/virtualNode "$dir"/virtualGateway | sort -u); do
-    aws acm describe-certificate --certificate-arn "$arn" \
+    aws acm describe-certificate --certificate-arn "$arn" "${opts[@]}" \
       --query 'Certificate.{CertificateArn: CertificateArn, DomainName: DomainName, SubjectAlternativeNames: SubjectAlternativeNames}' \
       >"$dir/acm/${arn##*/}.json" || echo "warning: cannot describe $arn; pass --certificate-domain to ctl import" >&2
   done
