@@ -80,9 +80,16 @@ fn sidecar_template_reads_identity_and_token_from_its_environment_file() {
         assert!(text.contains(var), "{var} is documented");
     }
     // The binary reads them: --help names the environment variables it takes.
-    let help = Command::new(BIN).args(["sidecar", "--help"]).output().unwrap();
+    let help = Command::new(BIN)
+        .args(["sidecar", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for var in ["APPLIANCE_TOKEN", "APPLIANCE_CONTROL", "APPLIANCE_STATE_DIR"] {
+    for var in [
+        "APPLIANCE_TOKEN",
+        "APPLIANCE_CONTROL",
+        "APPLIANCE_STATE_DIR",
+    ] {
         assert!(help.contains(var), "sidecar --help: {var}\n{help}");
     }
 }
