@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod ctl;
+pub mod demo;
 pub mod notify;
 pub mod proxy;
 
@@ -27,6 +28,11 @@ pub struct Cli {
     /// Async worker threads (default: one per CPU). A sidecar beside one app often wants 1.
     #[arg(long, global = true, env = "APPLIANCE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub worker_threads: Option<u16>,
+    /// Stop (as on SIGTERM) when stdin reaches end of file. `appliance demo` starts its
+    /// children with it and holds their stdin, so they end when the demo does, however it
+    /// ends: the kernel closes the pipe even after SIGKILL.
+    #[arg(long, global = true, hide = true)]
+    pub exit_with_parent: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,4 +53,6 @@ pub enum Command {
     Sidecar(proxy::SidecarArgs),
     /// The `aws appmesh` commands (and the appliance's own) against a control plane.
     Ctl(ctl::CtlArgs),
+    /// Run App Mesh's ingress walkthrough (colorteller) on this machine, TLS everywhere.
+    Demo(demo::DemoArgs),
 }

@@ -4,8 +4,10 @@
 //! CA, join tokens, proxies) live in `extra`.
 
 mod admin;
+pub mod api;
 mod credentials;
 mod extra;
+mod import;
 mod output;
 mod request;
 
@@ -100,6 +102,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<u8> {
     if command == admin::ABOUT.0 {
         return admin::create_admin(&globals, &rest).await;
     }
+    if command == import::ABOUT.0 {
+        return import::run(&globals, &rest).await;
+    }
     if let Some(code) = extra::run(&globals, &command, &rest).await? {
         return Ok(code);
     }
@@ -125,7 +130,10 @@ fn print_help() {
         println!("  {}", kebab(name));
     }
     println!("\nappliance commands:");
-    for (name, about) in extra::COMMANDS.iter().chain([&admin::ABOUT]) {
+    for (name, about) in extra::COMMANDS
+        .iter()
+        .chain([&admin::ABOUT, &import::ABOUT])
+    {
         println!("  {name:<34} {about}");
     }
 }

@@ -1,0 +1,307 @@
+//! `appliance demo` as a user runs it: one command, then the walkthrough's checks through
+//! the gateway over TLS (curl and an HTTPS client trusting only the printed CA bundle), a
+//! weight change with the real AWS CLI, and a clean stop that leaves nothing running.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{aws_cli, BIN};
+
+/// A debug build on a shared two-core machine starts six processes and enrols five.
+const STARTUP: Duration = Duration::from_secs(240);
+
+/// A running `appliance demo` and what it printed; killed on drop if the test failed.
+struct Demo {
+    child: Child,
+    dir: PathBuf,
+    gateway: String,
+    bundle: PathBuf,
+    admin: String,
+    credentials: PathBuf,
+    pids: Vec<(String, u32)>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value after `label` on the line that starts with it (`  gateway URL   https://...`).
+fn field(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no `{label}` in the demo's output:\n{}", lines.join("\n")))
+}
+
+fn start_demo() -> Demo {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(&dir)
+        .args(["--api-listen", "127.0.0.1:0", "--gateway-listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(tmp.path().join("demo.stderr")).unwrap())
+        .spawn()
+        .expect("spawn appliance demo");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[demo] {line}");
+            // Keep reading after the test stops listening: a closed pipe would fail the
+            // demo's next write.
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + STARTUP;
+    while !lines.iter().any(|l: &String| l.starts_with("Ctrl-C stops")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(e) => panic!(
+                "the demo did not report it was running ({e}); output:\n{}\nstderr:\n{}",
+                lines.join("\n"),
+                std::fs::read_to_string(tmp.path().join("demo.stderr")).unwrap_or_default()
+            ),
+        }
+    }
+    let pids = field(&lines, "processes")
+        .split_whitespace()
+        .map(|p| {
+            let (name, pid) = p.split_once('=').expect("name=pid");
+            (name.to_owned(), pid.parse().expect("pid"))
+        })
+        .collect();
+    Demo {
+        gateway: field(&lines, "gateway URL"),
+        bundle: PathBuf::from(field(&lines, "CA bundle")),
+        admin: field(&lines, "admin page"),
+        credentials: PathBuf::from(field(&lines, "credentials")),
+        child,
+        dir,
+        pids,
+        _tmp: tmp,
+    }
+}
+
+fn https(bundle: &Path, gateway: &str) -> reqwest::blocking::Client {
+    let port: u16 = gateway.rsplit(':').next().unwrap().parse().unwrap();
+    let pem = std::fs::read(bundle).unwrap();
+    let mut b = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", ([127, 0, 0, 1], port).into());
+    for cert in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
+        b = b.add_root_certificate(cert);
+    }
+    b.build().unwrap()
+}
+
+/// `curl --cacert BUNDLE URL`, as the demo prints it; returns the body.
+fn curl(bundle: &Path, url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+        .arg(bundle)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn get(client: &reqwest::blocking::Client, url: &str) -> String {
+    let r = client
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(r.status(), 200, "{url}");
+    r.text().unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}
+
+/// Processes whose command line names the demo's data directory.
+fn pgrep(dir: &Path) -> String {
+    let out = Command::new("pgrep")
+        .args(["-af"])
+        .arg(dir)
+        .output()
+        .expect("pgrep runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn demo_serves_the_walkthrough_over_tls_follows_weight_changes_and_stops_cleanly() {
+    let mut demo = start_demo();
+    let client = https(&demo.bundle, &demo.gateway);
+    let color1 = format!("{}/color1/tell", demo.gateway);
+    let color2 = format!("{}/color2/tell", demo.gateway);
+
+    // /color1: white and blue, evenly (the route's 1:1 weights). Some with the real curl.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..20 {
+        *seen.entry(curl(&demo.bundle, &color1)).or_default() += 1;
+    }
+    for _ in 0..180 {
+        *seen.entry(get(&client, &color1)).or_default() += 1;
+    }
+    eprintln!("/color1/tell x200: {seen:?}");
+    let mut colors: Vec<&String> = seen.keys().collect();
+    colors.sort();
+    assert_eq!(colors, ["blue", "white"], "{seen:?}");
+    for (color, n) in &seen {
+        assert!((80..=120).contains(n), "{color}: {n} of 200: {seen:?}");
+    }
+
+    // /color2: black and red only.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..100 {
+        *seen.entry(get(&client, &color2)).or_default() += 1;
+    }
+    let mut colors: Vec<&String> = seen.keys().collect();
+    colors.sort();
+    assert_eq!(colors, ["black", "red"], "{seen:?}");
+
+    // Plain text to the STRICT listener gets no colour.
+    let plain = demo
+        .gateway
+        .replace("https://localhost", "http://127.0.0.1");
+    if let Ok(r) = reqwest::blocking::get(format!("{plain}/color1/tell")) {
+        assert_ne!(r.status(), 200, "plain text was served");
+    }
+
+    // The admin page is up.
+    let page = reqwest::blocking::get(&demo.admin).unwrap();
+    assert_eq!(page.status(), 200);
+
+    // 100:0 with the AWS CLI: all of /color1 goes to white, within a second.
+    let spec = r#"{"httpRoute":{"match":{"prefix":"/tell"},"action":{"weightedTargets":[{"virtualNode":"colorteller-white-vn","weight":100},{"virtualNode":"colorteller-blue-vn","weight":0}]}}}"#;
+    let out = Command::new(aws_cli())
+        .args(["appmesh", "update-route", "--endpoint-url"])
+        .arg(demo.admin.trim_end_matches('/'))
+        .args([
+            "--mesh-name",
+            "ColorApp-Ingress",
+            "--virtual-router-name",
+            "colorteller-vr-1",
+            "--route-name",
+            "colorteller-route-1",
+            "--spec",
+            spec,
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &demo.credentials)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_DEFAULT_REGION", "us-west-2")
+        .output()
+        .expect("aws runs");
+    assert!(
+        out.status.success(),
+        "update-route: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed = Instant::now();
+    // From here on, 30 answers in a row must all be white; time when that run began.
+    let mut run_start = None;
+    let mut run = 0;
+    while run < 30 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "never all white"
+        );
+        if get(&client, &color1) == "white" {
+            run_start.get_or_insert_with(Instant::now);
+            run += 1;
+        } else {
+            run_start = None;
+            run = 0;
+        }
+    }
+    let took = run_start.unwrap().duration_since(changed);
+    eprintln!("all of /color1 went to white {took:?} after update-route returned");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // Ctrl-C: the demo stops everything it started.
+    let status = Command::new("kill")
+        .args(["-INT", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        wait_until(Duration::from_secs(30), || matches!(
+            demo.child.try_wait(),
+            Ok(Some(_))
+        )),
+        "the demo did not exit after SIGINT"
+    );
+    assert_eq!(demo.child.try_wait().unwrap().unwrap().code(), Some(0));
+    for (name, pid) in &demo.pids {
+        assert!(!alive(*pid), "{name} ({pid}) still runs after the demo");
+    }
+    assert_eq!(pgrep(&demo.dir), "", "left running");
+}
+
+#[test]
+fn children_exit_on_their_own_when_the_demo_is_killed() {
+    let mut demo = start_demo();
+    // SIGKILL: the demo gets no chance to stop anything; its children see their stdin close.
+    demo.child.kill().unwrap();
+    demo.child.wait().unwrap();
+    let left = || demo.pids.iter().filter(|(_, p)| alive(*p)).count();
+    assert!(
+        wait_until(Duration::from_secs(20), || left() == 0),
+        "still running 20 s after the demo was killed: {:?}",
+        demo.pids
+            .iter()
+            .filter(|(_, p)| alive(*p))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(pgrep(&demo.dir), "", "left running");
+}
