@@ -116,7 +116,7 @@ mod tests {
             .contains("unknown token kind"));
         let bad_pin = format!("{PREFIX}.abcd.{}", t.rsplit('.').next().unwrap());
         assert!(JoinToken::parse(&bad_pin).unwrap_err().0.contains("CA pin"));
-        let bad_secret = format!("{}.!!", t.rsplitn(2, '.').nth(1).unwrap());
+        let bad_secret = format!("{}.!!", t.rsplit_once('.').unwrap().0);
         assert!(JoinToken::parse(&bad_secret)
             .unwrap_err()
             .0
