@@ -134,7 +134,17 @@ fn run(n: usize) {
     let start = Instant::now();
     let errors = rt.block_on(async {
         let eps: Vec<quinn::Endpoint> = (0..SOCKETS)
-            .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap())
+            .map(|_| {
+                let socket =
+                    appliance::sync::server::udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    quinn::default_runtime().unwrap(),
+                )
+                .unwrap()
+            })
             .collect();
         let errors = Arc::new(Mutex::new(Vec::new()));
         // Connect in waves, as a fleet coming up would, without a thundering herd of

@@ -86,8 +86,36 @@ fn server_config(ca: &Ca) -> anyhow::Result<quinn::ServerConfig> {
 
 pub fn bind(addr: SocketAddr, ca: &Ca) -> anyhow::Result<quinn::Endpoint> {
     let config = server_config(ca)?;
-    quinn::Endpoint::server(config, addr)
-        .map_err(|e| anyhow::anyhow!("binding the sync listener to {addr}/udp: {e}"))
+    let socket = udp_socket(addr)
+        .map_err(|e| anyhow::anyhow!("binding the sync listener to {addr}/udp: {e}"))?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| anyhow::anyhow!("the sync listener needs a tokio runtime"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .map_err(|e| anyhow::anyhow!("starting the sync listener on {addr}/udp: {e}"))
+}
+
+/// Socket buffers for a push to thousands of proxies at once: one config change sends a
+/// burst of packets, and with the kernel's default 208 KB the burst overflows, packets are
+/// dropped and loss recovery adds hundreds of milliseconds. The kernel caps the size at
+/// `net.core.rmem_max` / `wmem_max`.
+pub const UDP_BUFFER: usize = 4 * 1024 * 1024;
+
+pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(UDP_BUFFER) {
+        tracing::warn!(error = %e, "cannot enlarge the sync socket's receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(UDP_BUFFER) {
+        tracing::warn!(error = %e, "cannot enlarge the sync socket's send buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Runs the sync server on `endpoint` until `shutdown`.

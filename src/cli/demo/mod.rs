@@ -45,6 +45,10 @@ pub struct DemoArgs {
     /// The control plane's API and admin page.
     #[arg(long, default_value = DEFAULT_API_LISTEN)]
     pub api_listen: SocketAddr,
+    /// Lifetime of the proxies' certificates, in seconds (renewed at two thirds). Short
+    /// values show renewal under traffic.
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=7_776_000))]
+    pub leaf_ttl: u64,
 }
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -104,6 +108,8 @@ async fn start_and_serve(
             &args.api_listen.to_string(),
             "--sync-listen",
             "127.0.0.1:0",
+            "--leaf-ttl",
+            &args.leaf_ttl.to_string(),
         ]),
         &[],
     )?;
