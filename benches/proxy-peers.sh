@@ -309,6 +309,8 @@ printf "scenario\ttarget\treq/s\tcpu_us/req\thandshakes/s/core\n"
 for sc in tls-ka tls-hs mtls-ka mtls-hs; do
   for t in $TLS_ORDER; do
     med() { awk -F'\t' -v s="$sc" -v t="$t" -v c="$1" '$2==s && $3==t{print $c}' "$trows" | sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]}'; }
-    [ -n "$(med 4)" ] && printf "%s\t%s\t%s\t%s\t%s\n" "$sc" "$t" "$(med 4)" "$(med 5)" "$(med 6)"
+    if [ -n "$(med 4)" ]; then
+      printf "%s\t%s\t%s\t%s\t%s\n" "$sc" "$t" "$(med 4)" "$(med 5)" "$(med 6)"
+    fi
   done
 done
