@@ -12,6 +12,7 @@ mod report;
 mod route_table;
 mod server;
 mod stats;
+mod tcp;
 mod tls;
 mod upgrade;
 mod upstream;
