@@ -37,7 +37,8 @@ async fn payload(headers: &HeaderMap, mut body: Incoming) -> Result<Payload, Pro
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
-    let reading = |e: hyper::Error| ProxyError::BadRequest(format!("reading the request body: {e}"));
+    let reading =
+        |e: hyper::Error| ProxyError::BadRequest(format!("reading the request body: {e}"));
     match (len, chunked) {
         (Some(n), false) if n <= MAX_RETRY_BODY => {
             let bytes = body.collect().await.map_err(reading)?.to_bytes();
@@ -185,6 +186,9 @@ pub(super) async fn forward(
     let mut last_failed: Option<String> = None;
     let mut last_error = None;
     for attempt in 0..tries {
+        if attempt > 0 {
+            state.retries.inc();
+        }
         let healthy = |t: &crate::compile::WeightedCluster| {
             state.cluster(&t.cluster).is_some_and(|c| c.has_healthy())
         };
