@@ -406,7 +406,7 @@ impl Builder<'_> {
                         continue;
                     }
                     let Some(parts) = route_parts(&route.route) else {
-                        continue; // TCP routes: not served by this proxy yet (see the issue notes)
+                        continue; // tcp routes: only a sidecar's egress carries them, above
                     };
                     if let (Some(want), Some(have)) = (port, parts.port) {
                         if want != have {
