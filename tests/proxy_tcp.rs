@@ -456,3 +456,108 @@ fn a_pushed_route_change_leaves_an_open_tcp_connection_alone() {
     // The connection opened on the old route still reaches a, both ways.
     assert_eq!(echo(&mut open, "after the push"), "after the push");
 }
+
+// === TLS on a tcp listener ===
+
+const TLS_NODE: &str = "mesh/m/virtualNode/app";
+
+/// A credentials directory for `TLS_NODE` (leaf with DNS name `localhost`) from a fresh CA;
+/// returns it and the CA bundle.
+fn tls_credentials(root: &std::path::Path) -> (std::path::PathBuf, String) {
+    use appliance::ca::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN};
+    let config = CaConfig {
+        trust_domain: DEFAULT_TRUST_DOMAIN.into(),
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+        leaf_ttl: time::Duration::hours(24),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let ca = Ca::open_or_create(&root.join("ca"), config, now).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let id = appliance::model::Identity::parse(TLS_NODE).unwrap();
+    let leaf = ca
+        .issue_leaf(&id, &csr, &["localhost".to_owned()], now)
+        .unwrap();
+    let dir = root.join("creds");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), &leaf.chain_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.bundle_pem()).unwrap();
+    (dir, ca.bundle_pem())
+}
+
+#[test]
+fn strict_tls_on_a_tcp_listener_terminates_then_splices_and_refuses_plain_text() {
+    use appliance::compile::{
+        CertificateSource, ListenerConfig, ListenerRole, ListenerTlsConfig, ProxyConfig,
+    };
+    use appliance::model::spec::{ListenerTlsMode, PortProtocol};
+    let tmp = tempfile::tempdir().unwrap();
+    let (creds, bundle) = tls_credentials(tmp.path());
+    let listener = ListenerConfig {
+        port: 7443,
+        protocol: PortProtocol::Tcp,
+        per_request_timeout_ms: 15_000,
+        idle_timeout_ms: 300_000,
+        role: ListenerRole::Inbound { health_check: None },
+        tls: Some(ListenerTlsConfig {
+            mode: ListenerTlsMode::Strict,
+            certificate: CertificateSource::Own,
+            validation: None,
+        }),
+        connection_pool: None,
+    };
+    let config = ProxyConfig::new(
+        appliance::model::Identity::parse(TLS_NODE).unwrap(),
+        1,
+        vec![listener],
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    let app = echo_server("app").to_string();
+    let path = path.to_string_lossy().into_owned();
+    let mut args = sidecar_args(&path, &app, &[]);
+    let creds = creds.to_string_lossy().into_owned();
+    args.extend(["--credentials-dir", creds.as_str()]);
+    let p = Proxy::start(&args, &["sidecar-inbound"]);
+    let inbound = p.addrs["sidecar-inbound"].clone();
+
+    // A TLS client gets the app's bytes, decrypted by the sidecar and spliced.
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(bundle.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(client), name).unwrap();
+    let tcp = TcpStream::connect(&inbound).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+    let mut line = String::new();
+    tls.read_line(&mut line).unwrap();
+    assert_eq!(line, "app\n");
+    tls.get_mut().write_all(b"secret").unwrap();
+    let mut back = [0u8; 6];
+    tls.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"secret");
+
+    // STRICT: plain text never reaches the app.
+    let mut plain = TcpStream::connect(&inbound).unwrap();
+    plain.write_all(b"\x00hello").unwrap();
+    assert!(closed(&mut BufReader::new(plain), Duration::from_secs(5)));
+}
