@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::notify;
 use crate::compile::{ListenerRole, ProxyConfig};
+use crate::model::spec::PortProtocol;
 use crate::model::Identity;
 use crate::proxy::{serve_admin, serve_listener, Mode, Runtime};
 use crate::sync::client::{self, Client, ClientOptions, Event};
@@ -87,6 +88,48 @@ pub struct SidecarArgs {
     pub egress_listen: SocketAddr,
     #[arg(long, default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
+    /// `VIRTUAL_SERVICE[:PORT]=LISTEN_ADDR`, repeatable: a local port for a backend reached
+    /// over raw TCP, routed by its tcp route (the one matching PORT, when given). Raw TCP has
+    /// no Host header; App Mesh used iptables' original destination, this uses one port per
+    /// backend. The node must declare the backend.
+    #[arg(long, value_parser = EgressTcp::parse)]
+    pub egress_tcp: Vec<EgressTcp>,
+}
+
+/// One `--egress-tcp` mapping.
+#[derive(Debug, Clone)]
+pub struct EgressTcp {
+    pub service: String,
+    pub port: Option<u16>,
+    pub listen: SocketAddr,
+}
+
+impl EgressTcp {
+    fn parse(raw: &str) -> Result<EgressTcp, String> {
+        let (lhs, listen) = raw
+            .split_once('=')
+            .ok_or_else(|| format!("{raw:?}: expected VIRTUAL_SERVICE[:PORT]=LISTEN_ADDR"))?;
+        let listen = listen
+            .parse()
+            .map_err(|e| format!("{raw:?}: listen address {listen:?}: {e}"))?;
+        let (service, port) = match lhs.rsplit_once(':') {
+            Some((s, p)) => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("{raw:?}: port {p:?} is not 0-65535"))?;
+                (s, Some(port))
+            }
+            None => (lhs, None),
+        };
+        if service.is_empty() {
+            return Err(format!("{raw:?}: no virtual service name"));
+        }
+        Ok(EgressTcp {
+            service: service.to_owned(),
+            port,
+            listen,
+        })
+    }
 }
 
 /// The identity from --identity or App Mesh's environment variables, short or ARN form.
@@ -173,14 +216,14 @@ impl Role {
                     } else {
                         SocketAddr::new(app.ip(), l.port).to_string()
                     };
-                    out.push((
-                        l.port,
-                        addr,
-                        Mode::Inbound {
+                    let mode = match l.protocol {
+                        PortProtocol::Tcp => Mode::InboundTcp { app },
+                        _ => Mode::Inbound {
                             app,
                             per_request_timeout_ms: l.per_request_timeout_ms,
                         },
-                    ));
+                    };
+                    out.push((l.port, addr, mode));
                 }
                 _ => {}
             }
@@ -194,6 +237,13 @@ impl Role {
             Role::Sidecar { .. } => "sidecar-inbound",
         }
     }
+}
+
+/// A sidecar's egress listeners: HTTP (Host names the service) and one per `--egress-tcp`.
+#[derive(Default)]
+struct Egress {
+    http: Option<SocketAddr>,
+    tcp: Vec<EgressTcp>,
 }
 
 /// Keeps the running listeners in step with the config: binds new ports before the config
@@ -271,7 +321,8 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
     let role = Role::Gateway {
         listen: args.listen,
     };
-    run(args.source, role, None, args.admin_listen, None, shutdown).await
+    let egress = Egress::default();
+    run(args.source, role, egress, args.admin_listen, None, shutdown).await
 }
 
 pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -279,7 +330,10 @@ pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyh
         app: args.app,
         listen: args.listen,
     };
-    let egress = Some(args.egress_listen);
+    let egress = Egress {
+        http: Some(args.egress_listen),
+        tcp: args.egress_tcp,
+    };
     let advertise = args.advertise;
     run(
         args.source,
@@ -309,7 +363,7 @@ fn check_kind(identity: &Identity, role: &Role, what: &str) -> anyhow::Result<()
 async fn run(
     source: SourceArgs,
     role: Role,
-    egress: Option<SocketAddr>,
+    egress: Egress,
     admin: SocketAddr,
     advertise: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -323,7 +377,7 @@ async fn run(
         if let Some(dir) = &source.credentials_dir {
             crate::proxy::watch_credentials_dir(&rt, dir, listeners_stop.clone())?;
         }
-        let (listeners, tasks) = start(&role, rt, config, egress, admin, &listeners_stop).await?;
+        let (listeners, tasks) = start(&role, rt, config, &egress, admin, &listeners_stop).await?;
         notify::ready();
         notify::spawn_watchdog(shutdown.clone());
         shutdown.cancelled().await;
@@ -422,7 +476,7 @@ async fn run(
     rt.set_credentials(data_plane(&creds))
         .context("the proxy's credentials")?;
     let (mut listeners, tasks) =
-        match start(&role, rt.clone(), first, egress, admin, &listeners_stop).await {
+        match start(&role, rt.clone(), first, &egress, admin, &listeners_stop).await {
             Ok(x) => x,
             Err(e) => {
                 sync_stop.cancel();
@@ -479,7 +533,7 @@ async fn start(
     role: &Role,
     rt: Arc<Runtime>,
     config: ProxyConfig,
-    egress: Option<SocketAddr>,
+    egress: &Egress,
     admin: SocketAddr,
     stop: &CancellationToken,
 ) -> anyhow::Result<(Listeners, Vec<JoinHandle<()>>)> {
@@ -491,7 +545,33 @@ async fn start(
         stop: stop.clone(),
     };
     listeners.apply(config).await.map_err(anyhow::Error::msg)?;
-    if let Some(addr) = egress {
+    // Refused before any port is bound: a typo in a backend name must not look like a
+    // backend that refuses connections.
+    let declared = rt.config();
+    for e in &egress.tcp {
+        if !declared.services.contains_key(&e.service) {
+            anyhow::bail!(
+                "--egress-tcp {}: {} does not declare the backend {}; add it to the virtual node's backends",
+                e.service,
+                rt.identity,
+                e.service
+            );
+        }
+    }
+    for e in &egress.tcp {
+        let sock = bind(e.listen, "egress-tcp").await?;
+        let role = format!("egress-tcp/{}", e.service);
+        tracing::info!(role = role.as_str(), identity = %rt.identity, "listening on {}", sock.local_addr()?);
+        let (rt, s) = (rt.clone(), stop.clone());
+        let mode = Mode::EgressTcp {
+            service: e.service.clone(),
+            port: e.port,
+        };
+        tasks.push(tokio::spawn(async move {
+            serve_listener(sock, rt, mode, s).await
+        }));
+    }
+    if let Some(addr) = egress.http {
         let sock = bind(addr, "egress").await?;
         tracing::info!(role = "sidecar-egress", identity = %rt.identity, "listening on {}", sock.local_addr()?);
         let s = stop.clone();

@@ -33,6 +33,29 @@ pub struct ProxyConfig {
     /// The node's or gateway's `logging.accessLog.file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<FileAccessLog>,
+    /// Virtual service name -> its `tcpRoute`s, for backends reached over raw TCP. Apart
+    /// from `services` because raw TCP has nothing to match but the port: a sidecar serves
+    /// them on its `--egress-tcp` ports, never on the HTTP egress listener.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tcp_routes: BTreeMap<String, Vec<TcpRouteConfig>>,
+}
+
+/// One `tcpRoute` (or the implicit route of a node-provided service whose listener is tcp).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRouteConfig {
+    /// `virtualRouter/route`, or `virtualNode/<node>`.
+    pub name: String,
+    /// The route's `match.port`: with several router listeners, the one it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Picked by weight once per connection.
+    pub targets: Vec<WeightedCluster>,
+    /// A connection with no bytes either way for this long is closed (`timeout.idle`).
+    pub idle_timeout_ms: u64,
+    /// Further connect attempts, to another endpoint, when one cannot be reached. A TCP
+    /// connection is retried only before its first byte, so nothing is ever sent twice.
+    pub connect_retries: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +290,7 @@ impl ProxyConfig {
             services,
             clusters,
             access_log: None,
+            tcp_routes: BTreeMap::new(),
         };
         config.check()?;
         Ok(config)
@@ -301,6 +325,26 @@ impl ProxyConfig {
                             cluster: t.cluster.clone(),
                         });
                     }
+                }
+            }
+        }
+        for (service, routes) in &self.tcp_routes {
+            for r in routes {
+                if r.targets.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "tcp route {} of {service} has no targets",
+                        r.name
+                    )));
+                }
+                if let Some(t) = r
+                    .targets
+                    .iter()
+                    .find(|t| !self.clusters.contains_key(&t.cluster))
+                {
+                    return Err(ConfigError::UnknownCluster {
+                        route: r.name.clone(),
+                        cluster: t.cluster.clone(),
+                    });
                 }
             }
         }

@@ -101,6 +101,7 @@ pub fn compile(
         endpoints,
         services: BTreeMap::new(),
         clusters: BTreeMap::new(),
+        tcp_routes: BTreeMap::new(),
     };
     let (listeners, logging) = match identity.kind {
         ProxyKind::VirtualGateway => {
@@ -123,6 +124,8 @@ pub fn compile(
     config.access_log = logging
         .and_then(|l| l.access_log)
         .map(|crate::model::spec::AccessLog::File(f)| f);
+    config.tcp_routes = b.tcp_routes;
+    config.check()?;
     Ok(config)
 }
 
@@ -131,6 +134,7 @@ struct Builder<'a> {
     endpoints: &'a Endpoints,
     services: BTreeMap<String, ServiceConfig>,
     clusters: BTreeMap<String, ClusterConfig>,
+    tcp_routes: BTreeMap<String, Vec<TcpRouteConfig>>,
 }
 
 fn ms(d: Option<&crate::model::spec::Duration>) -> Option<u64> {
@@ -340,21 +344,69 @@ impl Builder<'_> {
                         prefix: Some("/".into()),
                         ..HttpRouteMatch::default()
                     },
-                    targets: vec![WeightedCluster { cluster, weight: 1 }],
+                    targets: vec![WeightedCluster {
+                        cluster: cluster.clone(),
+                        weight: 1,
+                    }],
                     per_request_timeout_ms: DEFAULT_PER_REQUEST_TIMEOUT_MS,
                     retry: RetryConfig::app_mesh_default(),
                 });
+                // A tcp listener is reached over raw TCP too (a sidecar's --egress-tcp).
+                let tcp = self
+                    .clusters
+                    .get(&cluster)
+                    .is_some_and(|c| c.protocol == PortProtocol::Tcp);
+                if protocol.is_none() && tcp {
+                    self.tcp_routes.insert(
+                        name.to_owned(),
+                        vec![TcpRouteConfig {
+                            name: format!("virtualNode/{node}"),
+                            port: None,
+                            targets: vec![WeightedCluster { cluster, weight: 1 }],
+                            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+                            connect_retries: DEFAULT_MAX_RETRIES,
+                        }],
+                    );
+                }
             }
             Some(VirtualServiceProvider::VirtualRouter(p)) => {
                 let router = p.virtual_router_name.to_string();
                 let empty = Vec::new();
                 let mut keyed = Vec::new();
+                let mut tcp = Vec::new();
                 for (route_name, route) in self.snapshot.routes.get(&router).unwrap_or(&empty) {
+                    // Only a sidecar's egress (no listener protocol) carries raw TCP.
+                    if let (None, RouteType::Tcp(r)) = (protocol, &route.route) {
+                        let mut targets = Vec::new();
+                        for t in route.weighted_targets() {
+                            let cluster = self.cluster(t.virtual_node.as_str(), t.port, policy)?;
+                            targets.push(WeightedCluster {
+                                cluster,
+                                weight: t.weight,
+                            });
+                        }
+                        tcp.push((
+                            (route.priority.unwrap_or(u32::MAX), route_name.clone()),
+                            TcpRouteConfig {
+                                name: format!("{router}/{route_name}"),
+                                port: r.r#match.as_ref().and_then(|m| m.port),
+                                targets,
+                                idle_timeout_ms: r
+                                    .timeout
+                                    .as_ref()
+                                    .and_then(|t| ms(t.idle.as_ref()))
+                                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+                                // tcpRoute has no retryPolicy: App Mesh's default applies.
+                                connect_retries: DEFAULT_MAX_RETRIES,
+                            },
+                        ));
+                        continue;
+                    }
                     if !serves(protocol, route.route.protocol()) {
                         continue;
                     }
                     let Some(parts) = route_parts(&route.route) else {
-                        continue; // TCP routes: not served by this proxy yet (see the issue notes)
+                        continue; // tcp routes: only a sidecar's egress carries them, above
                     };
                     if let (Some(want), Some(have)) = (port, parts.port) {
                         if want != have {
@@ -392,6 +444,11 @@ impl Builder<'_> {
                 }
                 keyed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                 routes = keyed.into_iter().map(|(_, _, r)| r).collect();
+                if !tcp.is_empty() {
+                    tcp.sort_by(|a, b| a.0.cmp(&b.0));
+                    self.tcp_routes
+                        .insert(name.to_owned(), tcp.into_iter().map(|(_, r)| r).collect());
+                }
             }
             None => {}
         }

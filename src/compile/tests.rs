@@ -414,3 +414,104 @@ fn outlier_detection_and_pools_land_where_app_mesh_applies_them() {
     let text = serde_json::to_string(&cfg).unwrap();
     assert_eq!(ProxyConfig::from_json(&text).unwrap(), cfg);
 }
+
+/// Mesh `t`: nodes `a`, `b` (tcp 7000), router `vr` (tcp) with one weighted tcp route, a
+/// node-provided tcp service, and node `client` whose backends are both services.
+fn tcp_mesh() -> Snapshot {
+    let m = n("t");
+    let mut items = Vec::new();
+    let mut add =
+        |kind: ResourceKind, parent: Option<&str>, name: &str, spec: serde_json::Value| {
+            let id = match parent {
+                Some(p) => ResourceId::nested(kind, m.clone(), n(p), n(name)),
+                None => ResourceId::top(kind, m.clone(), n(name)),
+            };
+            items.push((id, Spec::parse(kind, Some(&spec)).unwrap()));
+        };
+    for node in ["a", "b"] {
+        add(
+            ResourceKind::VirtualNode,
+            None,
+            node,
+            json!({"listeners": [{"portMapping": {"port": 7000, "protocol": "tcp"}}],
+                "serviceDiscovery": {"dns": {"hostname": format!("{node}.local")}}}),
+        );
+    }
+    add(
+        ResourceKind::VirtualRouter,
+        None,
+        "vr",
+        json!({"listeners": [{"portMapping": {"port": 7000, "protocol": "tcp"}}]}),
+    );
+    add(
+        ResourceKind::Route,
+        Some("vr"),
+        "r",
+        json!({"tcpRoute": {"action": {"weightedTargets": [{"virtualNode": "a", "weight": 3}, {"virtualNode": "b", "weight": 1}]},
+            "timeout": {"idle": {"unit": "s", "value": 2}}}}),
+    );
+    add(
+        ResourceKind::VirtualService,
+        None,
+        "routed.local",
+        json!({"provider": {"virtualRouter": {"virtualRouterName": "vr"}}}),
+    );
+    add(
+        ResourceKind::VirtualService,
+        None,
+        "direct.local",
+        json!({"provider": {"virtualNode": {"virtualNodeName": "b"}}}),
+    );
+    add(
+        ResourceKind::VirtualNode,
+        None,
+        "client",
+        json!({"backends": [{"virtualService": {"virtualServiceName": "routed.local"}},
+            {"virtualService": {"virtualServiceName": "direct.local"}}]}),
+    );
+    Snapshot::new(&m, items)
+}
+
+#[test]
+fn a_sidecar_gets_tcp_routes_for_its_tcp_backends_and_no_http_routes_for_them() {
+    let id = Identity::parse("mesh/t/virtualNode/client").unwrap();
+    let cfg = compile(&tcp_mesh(), &id, &Endpoints::new(), 1).unwrap();
+    let routed = &cfg.tcp_routes["routed.local"];
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0].name, "vr/r");
+    assert_eq!(routed[0].idle_timeout_ms, 2_000);
+    assert_eq!(routed[0].connect_retries, DEFAULT_MAX_RETRIES);
+    let weights: Vec<(&str, u32)> = routed[0]
+        .targets
+        .iter()
+        .map(|t| (t.cluster.as_str(), t.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            ("cds_egress_t_a_tcp_7000", 3),
+            ("cds_egress_t_b_tcp_7000", 1)
+        ]
+    );
+    assert!(
+        cfg.services["routed.local"].routes.is_empty(),
+        "no HTTP route"
+    );
+    let direct = &cfg.tcp_routes["direct.local"];
+    assert_eq!(direct[0].idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+    assert_eq!(
+        cfg.clusters["cds_egress_t_b_tcp_7000"].endpoints,
+        ["b.local:7000"]
+    );
+}
+
+#[test]
+fn a_tcp_route_naming_a_missing_cluster_is_rejected() {
+    let id = Identity::parse("mesh/t/virtualNode/client").unwrap();
+    let mut cfg = compile(&tcp_mesh(), &id, &Endpoints::new(), 1).unwrap();
+    cfg.clusters.remove("cds_egress_t_a_tcp_7000");
+    assert!(matches!(
+        cfg.check(),
+        Err(ConfigError::UnknownCluster { .. })
+    ));
+}

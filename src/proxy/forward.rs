@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 
 use super::error::{Body, ProxyError};
 use super::route_table::Route;
@@ -20,28 +20,97 @@ use super::State;
 /// and are not retried.
 const MAX_RETRY_BODY: u64 = 64 * 1024;
 
+/// A body of unknown length (HTTP/2 and gRPC send none) that has not ended after this long
+/// is streamed rather than buffered: a bidirectional gRPC call whose client waits for an
+/// answer before it ends its stream must not wait on us.
+const BUFFER_STALL: Duration = Duration::from_millis(100);
+
 /// The request's body, buffered when small so a retry can resend it.
 enum Payload {
     Buffered(Bytes),
-    Streaming(Option<Incoming>),
+    Streaming(Option<Body>),
 }
 
-async fn payload(headers: &HeaderMap, body: Incoming) -> Result<Payload, ProxyError> {
+async fn payload(headers: &HeaderMap, mut body: Incoming) -> Result<Payload, ProxyError> {
+    use hyper::body::Body as _;
     let len = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    let reading =
+        |e: hyper::Error| ProxyError::BadRequest(format!("reading the request body: {e}"));
     match (len, chunked) {
         (Some(n), false) if n <= MAX_RETRY_BODY => {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| ProxyError::BadRequest(format!("reading the request body: {e}")))?
-                .to_bytes();
+            let bytes = body.collect().await.map_err(reading)?.to_bytes();
             Ok(Payload::Buffered(bytes))
         }
-        (None, false) => Ok(Payload::Buffered(Bytes::new())),
-        _ => Ok(Payload::Streaming(Some(body))),
+        (Some(_), _) | (None, true) => Ok(Payload::Streaming(Some(body.boxed()))),
+        // HTTP/1.1 with neither header has no body; HTTP/2 says so with END_STREAM.
+        (None, false) if body.is_end_stream() => Ok(Payload::Buffered(Bytes::new())),
+        (None, false) => {
+            // Unknown length: buffer what arrives promptly, up to the retry limit (a unary
+            // gRPC call is one message and END_STREAM), else stream with what was read.
+            let mut read: Vec<Frame<Bytes>> = Vec::new();
+            let mut size = 0u64;
+            loop {
+                let next = tokio::time::timeout(BUFFER_STALL, body.frame()).await;
+                match next {
+                    Ok(None) => {
+                        let mut all = bytes::BytesMut::new();
+                        for f in read {
+                            if let Ok(d) = f.into_data() {
+                                all.extend_from_slice(&d);
+                            }
+                        }
+                        return Ok(Payload::Buffered(all.freeze()));
+                    }
+                    Ok(Some(frame)) => {
+                        let frame = frame.map_err(reading)?;
+                        let data = frame.data_ref().map(|d| d.len());
+                        read.push(frame);
+                        // Trailers cannot be kept in a buffered body: stream them.
+                        let Some(n) = data else { break };
+                        size += u64::try_from(n).unwrap_or(u64::MAX);
+                        if size > MAX_RETRY_BODY {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            Ok(Payload::Streaming(Some(
+                Prefixed {
+                    read: read.into(),
+                    rest: body,
+                }
+                .boxed(),
+            )))
+        }
+    }
+}
+
+/// A request body some of whose frames were already read: those first, then the rest.
+struct Prefixed {
+    read: std::collections::VecDeque<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.read.pop_front() {
+            Some(f) => std::task::Poll::Ready(Some(Ok(f))),
+            None => std::pin::Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty() && self.rest.is_end_stream()
     }
 }
 
@@ -117,6 +186,9 @@ pub(super) async fn forward(
     let mut last_failed: Option<String> = None;
     let mut last_error = None;
     for attempt in 0..tries {
+        if attempt > 0 {
+            state.retries.inc();
+        }
         let healthy = |t: &crate::compile::WeightedCluster| {
             state.cluster(&t.cluster).is_some_and(|c| c.has_healthy())
         };
@@ -149,7 +221,7 @@ pub(super) async fn forward(
         let body: Body = match &mut payload {
             Payload::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
             Payload::Streaming(b) => match b.take() {
-                Some(b) => b.boxed(),
+                Some(b) => b,
                 None => break,
             },
         };

@@ -12,6 +12,7 @@ mod report;
 mod route_table;
 mod server;
 mod stats;
+mod tcp;
 mod tls;
 mod upgrade;
 mod upstream;
@@ -51,6 +52,8 @@ pub struct State {
     listener_tls: HashMap<u16, Arc<tls::ListenerTls>>,
     /// Inbound listener port -> the limits of its requests to the local app.
     inbound_pools: HashMap<u16, Arc<pool::Limiter>>,
+    /// Tries after the first, for `/stats` (Envoy's `upstream_rq_retry`).
+    retries: Counter,
 }
 
 impl State {
@@ -302,6 +305,7 @@ fn build_state(
         inbound_pools.insert(l.port, built);
     }
     Ok(State {
+        retries: stats.retries.clone(),
         inbound_pools,
         listener_tls,
         config: Arc::new(config),

@@ -19,6 +19,7 @@ use super::error::{Body, ProxyError};
 use super::forward::{error_chain, finish, forward, strip_hop_by_hop};
 use super::pool::Limiter;
 use super::route_table::{RequestView, Route};
+use super::tcp::Target;
 use super::tls::Downstream;
 use super::{Runtime, State};
 
@@ -37,6 +38,11 @@ pub enum Mode {
     },
     /// A sidecar's egress listener: routed by the virtual service named in Host.
     Egress,
+    /// A sidecar's inbound `tcp` listener: bytes spliced to the local app.
+    InboundTcp { app: String },
+    /// A sidecar's `--egress-tcp` port: connections through `service`'s tcp route (the one
+    /// matching `port`, when given).
+    EgressTcp { service: String, port: Option<u16> },
 }
 
 /// Accepts connections on `listener` until `shutdown`, then drains. A listener whose config
@@ -48,11 +54,26 @@ pub async fn serve_listener(
     mode: Mode,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
     let tls_port = listener
         .local_addr()
         .ok()
         .and_then(|local| tls_port(&runtime, &mode, local.port()));
+    // Raw TCP has no requests: its connections are spliced, not served by hyper.
+    let target = match &mode {
+        Mode::InboundTcp { app } => Some(Target::App {
+            app: app.clone(),
+            port: tls_port,
+        }),
+        Mode::EgressTcp { service, port } => Some(Target::Service {
+            service: service.clone(),
+            port: *port,
+        }),
+        _ => None,
+    };
+    if let Some(target) = target {
+        return super::tcp::serve(listener, runtime, target, shutdown).await;
+    }
+    let graceful = GracefulShutdown::new();
     let mode = Arc::new(mode);
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -107,8 +128,8 @@ pub async fn serve_listener(
 fn tls_port(rt: &Runtime, mode: &Mode, bound: u16) -> Option<u16> {
     match mode {
         Mode::Gateway { port } => Some(*port),
-        Mode::Egress => None,
-        Mode::Inbound { .. } => {
+        Mode::Egress | Mode::EgressTcp { .. } => None,
+        Mode::Inbound { .. } | Mode::InboundTcp { .. } => {
             let config = rt.config();
             let inbound = || {
                 config
@@ -169,6 +190,10 @@ async fn handle(
     let result = match mode {
         Mode::Gateway { port } => gateway(&state, *port, req).await,
         Mode::Egress => egress(&rt, &state, req).await,
+        // serve_listener hands these to `tcp` before any HTTP is spoken.
+        Mode::InboundTcp { .. } | Mode::EgressTcp { .. } => {
+            Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))
+        }
         Mode::Inbound {
             app,
             per_request_timeout_ms,

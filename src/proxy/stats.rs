@@ -71,8 +71,19 @@ pub struct OverflowLabels {
     pub limit: String,
 }
 
+/// `direction`: `in` is bytes from the downstream towards the cluster, `out` the answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpBytesLabels {
+    pub cluster: String,
+    pub direction: String,
+}
+
 pub struct Stats {
     pub registry: Registry,
+    /// Raw TCP connections proxied, per cluster (an inbound listener's is `cds_ingress_…`).
+    pub tcp_connections: Family<ClusterLabels, Counter>,
+    pub tcp_active: Family<ClusterLabels, Gauge>,
+    pub tcp_bytes: Family<TcpBytesLabels, Counter>,
     pub responses: Family<RouteLabels, Counter>,
     pub latency: Family<ClusterLabels, Histogram>,
     pub healthy: Family<EndpointLabels, Gauge>,
@@ -199,7 +210,28 @@ impl Stats {
             "Endpoints out of rotation by outlier detection now",
             outlier_ejected.clone(),
         );
+        let tcp_connections = Family::<ClusterLabels, Counter>::default();
+        let tcp_active = Family::<ClusterLabels, Gauge>::default();
+        let tcp_bytes = Family::<TcpBytesLabels, Counter>::default();
+        registry.register(
+            "tcp_connections",
+            "Raw TCP connections proxied to a cluster (Envoy's upstream_cx_total)",
+            tcp_connections.clone(),
+        );
+        registry.register(
+            "tcp_active_connections",
+            "Raw TCP connections open to a cluster now",
+            tcp_active.clone(),
+        );
+        registry.register(
+            "tcp_bytes",
+            "Bytes spliced over raw TCP, per cluster; in: towards the cluster, out: back",
+            tcp_bytes.clone(),
+        );
         Stats {
+            tcp_connections,
+            tcp_active,
+            tcp_bytes,
             overflows,
             outlier_ejections,
             outlier_ejected,

@@ -145,6 +145,15 @@ impl Cluster {
         }
         fallback
     }
+
+    /// The next endpoint `ok` accepts, round robin (raw TCP: never one that just failed).
+    pub fn pick_where(&self, ok: impl Fn(&Endpoint) -> bool) -> Option<&Arc<Endpoint>> {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| ok(e))
+    }
 }
 
 /// A pooled client for one protocol: HTTP/1.1, or HTTP/2 only (prior knowledge in plain

@@ -67,6 +67,8 @@ impl ListenerTls {
         // HTTP/2 over TLS is chosen by ALPN where the listener speaks it.
         server.alpn_protocols = match protocol {
             PortProtocol::Http2 | PortProtocol::Grpc => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            // Raw TCP names no application protocol: a client offering any ALPN still connects.
+            PortProtocol::Tcp => Vec::new(),
             _ => vec![b"http/1.1".to_vec()],
         };
         server.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
