@@ -473,7 +473,7 @@ async fn run(
     let rt = Runtime::new(first.clone(), listeners_stop.clone())?;
     let _ = runtime_cell.set(rt.clone());
     // The leaf from enrolment (or the state dir) is the data plane's TLS identity too.
-    rt.set_credentials(data_plane(&creds))
+    rt.set_credentials(creds.clone())
         .context("the proxy's credentials")?;
     let (mut listeners, tasks) =
         match start(&role, rt.clone(), first, &egress, admin, &listeners_stop).await {
@@ -507,7 +507,7 @@ async fn run(
                 Some(Event::Config { config, reply }) => {
                     let _ = reply.send(listeners.apply(*config).await);
                 }
-                Some(Event::Credentials(c)) => match rt.set_credentials(data_plane(&c)) {
+                Some(Event::Credentials(c)) => match rt.set_credentials(c) {
                     Ok(()) => tracing::info!("new certificate in use for new connections"),
                     Err(e) => tracing::error!(error = %e, "the renewed certificate is unusable; keeping the previous one"),
                 },
@@ -603,12 +603,4 @@ async fn default_advertise(listen: Option<SocketAddr>, control: &str) -> String 
     .await
     .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     ip.to_string()
-}
-
-fn data_plane(c: &crate::sync::Credentials) -> crate::proxy::Credentials {
-    crate::proxy::Credentials {
-        cert_chain_pem: c.chain_pem.clone(),
-        key_pem: c.key_pem.clone(),
-        trust_bundle_pem: c.trust_bundle_pem.clone(),
-    }
 }

@@ -23,11 +23,15 @@ pub struct CacheError {
     pub source: std::io::Error,
 }
 
-/// The key, chain and bundle a proxy uses, as PEM.
+/// The key, chain and bundle a proxy uses, as PEM: for the sync channel's mTLS and for the
+/// data plane's TLS alike.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// Leaf first, then its intermediates.
     pub chain_pem: String,
+    /// PKCS#8, SEC1 or PKCS#1.
     pub key_pem: String,
+    /// The CA's roots and intermediates: what an `acm` trust naming the appliance CA means.
     pub trust_bundle_pem: String,
 }
 

@@ -34,25 +34,8 @@ pub const FILE_POLL: Duration = Duration::from_secs(2);
 
 /// The proxy's own TLS credentials: a leaf from the appliance CA on the proxy's own key,
 /// and the CA's bundle (roots and intermediates), which is what an `acm` trust naming the
-/// appliance CA means.
-#[derive(Clone)]
-pub struct Credentials {
-    /// PEM, leaf first, then its intermediates.
-    pub cert_chain_pem: String,
-    /// PEM (PKCS#8, SEC1 or PKCS#1).
-    pub key_pem: String,
-    pub trust_bundle_pem: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("cert_chain_pem", &self.cert_chain_pem.len())
-            .field("key_pem", &"..")
-            .field("trust_bundle_pem", &self.trust_bundle_pem.len())
-            .finish()
-    }
-}
+/// appliance CA means. The same value the config push keeps in the proxy's state directory.
+pub use crate::sync::Credentials;
 
 /// Why certificates, keys or trust bundles cannot be used. `what` names the source: "the
 /// proxy's own credentials" or the file.
@@ -180,7 +163,7 @@ impl TlsStore {
     /// new leaf is presented the proxy already accepts peers renewed by the same CA.
     pub fn set_own(&self, creds: &Credentials) -> Result<SystemTime, TlsError> {
         let (key, not_after) =
-            certified_key(&self.provider, &creds.cert_chain_pem, &creds.key_pem, OWN)?;
+            certified_key(&self.provider, &creds.chain_pem, &creds.key_pem, OWN)?;
         let trust = trust(
             &self.provider,
             &creds.trust_bundle_pem,
@@ -434,7 +417,7 @@ pub fn watch_credentials_dir(
     };
     let load = |files: &[PathBuf; 3]| -> Result<Credentials, TlsError> {
         Ok(Credentials {
-            cert_chain_pem: read(&files[0])?,
+            chain_pem: read(&files[0])?,
             key_pem: read(&files[1])?,
             trust_bundle_pem: read(&files[2])?,
         })
