@@ -47,9 +47,7 @@ async fn create_join_token(
     req: Signed,
 ) -> Result<Json<Value>, ApiError> {
     let body = req.json()?;
-    let raw = string_field(&body, "Identity")?;
-    let identity =
-        Identity::parse(&raw).map_err(|e| ApiError::bad_request(format!("Identity: {e}")))?;
+    let identity = identity_field(&body)?;
     let ttl = match body.get("TtlSeconds") {
         None | Some(Value::Null) => DEFAULT_TOKEN_TTL,
         Some(v) => match v.as_i64() {
@@ -195,6 +193,11 @@ fn string_field(body: &Value, name: &str) -> Result<String, ApiError> {
     }
 }
 
+fn identity_field(body: &Value) -> Result<Identity, ApiError> {
+    let raw = string_field(body, "Identity")?;
+    Identity::parse(&raw).map_err(|e| ApiError::bad_request(format!("Identity: {e}")))
+}
+
 async fn describe_ca(State(state): State<AppState>, _req: Signed) -> Json<Value> {
     Json(state.ca.describe_certificate_authority())
 }
@@ -263,9 +266,7 @@ async fn revoke_identity(
     req: Signed,
 ) -> Result<Json<Value>, ApiError> {
     let body = req.json()?;
-    let raw = string_field(&body, "Identity")?;
-    let identity =
-        Identity::parse(&raw).map_err(|e| ApiError::bad_request(format!("Identity: {e}")))?;
+    let identity = identity_field(&body)?;
     let ca = state.ca.clone();
     let id = identity.clone();
     blocking(move || ca.revoke_identity(&id).map_err(ca_error)).await?;

@@ -257,7 +257,9 @@ struct Listeners {
 }
 
 impl Listeners {
-    async fn apply(&mut self, config: ProxyConfig) -> Result<(), String> {
+    /// Binds what `config` adds, swaps it into the runtime (unless the runtime was just
+    /// built from it), then starts the new listeners and drains the ones it dropped.
+    async fn apply(&mut self, config: ProxyConfig, swap: bool) -> Result<(), String> {
         let plan = self.role.plan(&config);
         let mut fresh = Vec::new();
         for (port, addr, mode) in &plan {
@@ -268,7 +270,7 @@ impl Listeners {
                 fresh.push((*port, sock, mode.clone()));
             }
         }
-        if !self.running.is_empty() || config.version != self.runtime.config().version {
+        if swap {
             self.runtime.apply(config).map_err(|e| e.to_string())?;
         }
         for (port, sock, mode) in fresh {
@@ -505,7 +507,7 @@ async fn run(
             _ = shutdown.cancelled() => break,
             e = events.recv() => match e {
                 Some(Event::Config { config, reply }) => {
-                    let _ = reply.send(listeners.apply(*config).await);
+                    let _ = reply.send(listeners.apply(*config, true).await);
                 }
                 Some(Event::Credentials(c)) => match rt.set_credentials(c) {
                     Ok(()) => tracing::info!("new certificate in use for new connections"),
@@ -544,7 +546,10 @@ async fn start(
         running: HashMap::new(),
         stop: stop.clone(),
     };
-    listeners.apply(config).await.map_err(anyhow::Error::msg)?;
+    listeners
+        .apply(config, false)
+        .await
+        .map_err(anyhow::Error::msg)?;
     // Refused before any port is bound: a typo in a backend name must not look like a
     // backend that refuses connections.
     let declared = rt.config();

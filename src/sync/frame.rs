@@ -111,8 +111,9 @@ pub fn encode<M: Encode>(message: M) -> Vec<u8> {
         protocol: PROTOCOL_VERSION,
         message,
     };
-    // Encoding into a Vec cannot fail for these types (no maps with failing keys, no I/O).
-    let body = bincode::encode_to_vec(&frame, config()).unwrap_or_default();
+    // Encoding these types into a Vec has no failure case (no I/O, no limit on this side).
+    let body = bincode::encode_to_vec(&frame, config())
+        .expect("bincode encodes frame messages into a Vec without error");
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(&body);

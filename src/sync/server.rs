@@ -529,6 +529,9 @@ async fn session(
         }
     });
     let mut ca_changes = ctx.ca.subscribe();
+    // The CA's change feed also fires for revocations, which change no bundle: only a new
+    // bundle is worth every proxy's renewal.
+    let mut bundle = ctx.ca.bundle_pem();
     let mut last_sent = running_version;
     let mut draining = false;
     // The config current at connect time goes out at once if the proxy runs another one.
@@ -555,7 +558,12 @@ async fn session(
                     conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
                     break Err(reason);
                 }
-                let m = ToProxy::RenewNow { trust_bundle_pem: ctx.ca.bundle_pem() };
+                let current = ctx.ca.bundle_pem();
+                if current == bundle {
+                    continue;
+                }
+                bundle = current.clone();
+                let m = ToProxy::RenewNow { trust_bundle_pem: current };
                 if let Err(e) = frame::write(&mut send, &frame::encode(m)).await {
                     break Err(format!("sending the new CA bundle: {e}"));
                 }
