@@ -280,7 +280,7 @@ fn proxies_enrol_get_their_configs_and_follow_route_changes() {
         "the gateway acked a newer version ({before} -> {after})"
     );
 
-    // Restarting a proxy needs no token: its key and certificate are in its state dir.
+    // What lets a proxy restart without a token (and serve from cache) is private to it.
     let state = m.tmp.path().join("gateway");
     for f in ["key.pem", "cert.pem", "ca.pem", "config.json"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -710,6 +710,12 @@ fn revoking_an_identity_closes_its_session_and_rotation_renews_every_leaf() {
             .unwrap_or_default()
     };
     let before = expiry(&c, GATEWAY);
+    // Every proxy renews, not only the one under load.
+    let all = [GATEWAY.to_owned()]
+        .into_iter()
+        .chain(COLORS.iter().map(|c| node(c)))
+        .collect::<Vec<_>>();
+    let befores: Vec<String> = all.iter().map(|id| expiry(&c, id)).collect();
     std::thread::sleep(Duration::from_millis(1100));
     let stop = Arc::new(AtomicBool::new(false));
     let worker = load(format!("{}/color1/tell", m.gateway_url), stop.clone());
@@ -719,6 +725,12 @@ fn revoking_an_identity_closes_its_session_and_rotation_renews_every_leaf() {
         Duration::from_secs(10),
         || expiry(&c, GATEWAY) != before,
     );
+    wait_until("every leaf renewed", Duration::from_secs(10), || {
+        all.iter()
+            .zip(&befores)
+            .all(|(id, b)| expiry(&c, id) != *b && !expiry(&c, id).is_empty())
+    });
+    std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = worker.join().unwrap();
     eprintln!("CA rotation under load: {ok} ok, {} failed", failed.len());
