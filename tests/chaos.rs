@@ -381,8 +381,10 @@ fn a_killed_endpoint_is_ejected_and_rejoins_after_the_ejection_time() {
     let handles = load(gw.url("gateway", "/"), 4, t0, stop.clone(), Duration::ZERO);
 
     std::thread::sleep(Duration::from_secs(1));
-    a.kill9();
+    // The instant the signal goes, not after the reap: requests failing while the dead
+    // process is reaped already belong to "after the kill".
     let killed = t0.elapsed();
+    a.kill9();
     let ejected = loop {
         if metric(&http, &gw, "appliance_outlier_ejections_total") >= 1.0 {
             break t0.elapsed();
