@@ -7,6 +7,7 @@ pub mod api;
 pub mod ca;
 pub mod cli;
 pub mod compile;
+pub mod files;
 pub mod model;
 pub mod proxy;
 pub mod store;

@@ -333,6 +333,8 @@ fn inspect_and_update(cli: &Cli, c: &Control, log: &mut Vec<String>) {
         100
     );
 
+    update_the_other_kinds(cli, c, log);
+
     let nodes: Value =
         serde_json::from_str(&step(cli, c, log, &["list-virtual-nodes", m[0], m[1]])).unwrap();
     let names: Vec<&str> = nodes["virtualNodes"]
@@ -470,6 +472,101 @@ fn inspect_and_update(cli: &Cli, c: &Control, log: &mut Vec<String>) {
         ],
     );
 }
+
+/// update-mesh, update-virtual-router, update-virtual-service and update-gateway-route: each
+/// moves the resource's version to 2 and its describe shows the new spec.
+fn update_the_other_kinds(cli: &Cli, c: &Control, log: &mut Vec<String>) {
+    let m = ["--mesh-name", MESH];
+    let vs = format!("colorteller-1.{DOMAIN}");
+    // (update args, describe args, JSON path to the resource, field in its spec, value)
+    let cases: [(Vec<&str>, Vec<&str>, &str, &[&str], Value); 4] = [
+        (
+            vec![
+                "update-mesh",
+                "--spec",
+                r#"{"egressFilter":{"type":"DROP_ALL"}}"#,
+            ],
+            vec!["describe-mesh"],
+            "mesh",
+            &["egressFilter", "type"],
+            "DROP_ALL".into(),
+        ),
+        (
+            vec![
+                "update-virtual-router",
+                "--virtual-router-name",
+                "colorteller-vr-1",
+                "--spec",
+                r#"{"listeners":[{"portMapping":{"port":9090,"protocol":"http"}}]}"#,
+            ],
+            vec![
+                "describe-virtual-router",
+                "--virtual-router-name",
+                "colorteller-vr-1",
+            ],
+            "virtualRouter",
+            &["listeners", "0", "portMapping", "port"],
+            9090.into(),
+        ),
+        (
+            vec![
+                "update-virtual-service",
+                "--virtual-service-name",
+                &vs,
+                "--spec",
+                r#"{"provider":{"virtualRouter":{"virtualRouterName":"colorteller-vr-2"}}}"#,
+            ],
+            vec!["describe-virtual-service", "--virtual-service-name", &vs],
+            "virtualService",
+            &["provider", "virtualRouter", "virtualRouterName"],
+            "colorteller-vr-2".into(),
+        ),
+        (
+            vec![
+                "update-gateway-route",
+                "--virtual-gateway-name",
+                "colorgateway-vg",
+                "--gateway-route-name",
+                "colorgateway-route-1",
+                "--spec",
+                GATEWAY_ROUTE_UPDATE,
+            ],
+            vec![
+                "describe-gateway-route",
+                "--virtual-gateway-name",
+                "colorgateway-vg",
+                "--gateway-route-name",
+                "colorgateway-route-1",
+            ],
+            "gatewayRoute",
+            &["httpRoute", "match", "prefix"],
+            "/colour1".into(),
+        ),
+    ];
+    for (update, describe, kind, field, want) in cases {
+        let mut args = update.clone();
+        args.extend(m);
+        let updated: Value = serde_json::from_str(&step(cli, c, log, &args)).unwrap();
+        let mut args = describe.clone();
+        args.extend(m);
+        let described: Value = serde_json::from_str(&step(cli, c, log, &args)).unwrap();
+        for v in [&updated, &described] {
+            assert_eq!(v[kind]["metadata"]["version"], 2, "{}: {v}", update[0]);
+            let got = field
+                .iter()
+                .fold(&v[kind]["spec"], |at, k| match k.parse::<usize>() {
+                    Ok(i) => &at[i],
+                    Err(_) => &at[*k],
+                });
+            assert_eq!(got, &want, "{}: spec.{} in {v}", update[0], field.join("."));
+        }
+    }
+}
+
+const GATEWAY_ROUTE_UPDATE: &str = concat!(
+    r#"{"httpRoute":{"match":{"prefix":"/colour1"},"action":{"target":{"virtualService":"#,
+    r#"{"virtualServiceName":"colorteller-1.default.svc.cluster.local"}}}}}"#
+);
 
 fn whole_sequence(cli: &Cli) -> Vec<String> {
     let control = Control::start();

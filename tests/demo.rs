@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{aws_cli, BIN};
+use common::{aws_cli, free_port, BIN};
 
 /// A debug build on a shared two-core machine starts six processes and enrols five.
 const STARTUP: Duration = Duration::from_secs(240);
@@ -25,7 +25,7 @@ struct Demo {
     admin: String,
     credentials: PathBuf,
     pids: Vec<(String, u32)>,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Drop for Demo {
@@ -33,14 +33,6 @@ impl Drop for Demo {
         self.child.kill().ok();
         self.child.wait().ok();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The value after `label` on the line that starts with it (`  gateway URL   https://...`).
@@ -58,7 +50,15 @@ fn start_demo() -> Demo {
 
 fn start_demo_with(extra: &[&str]) -> Demo {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
+    let mut demo = start_demo_in(&tmp.path().join("demo"), tmp.path(), extra);
+    demo._tmp = Some(tmp);
+    demo
+}
+
+/// Starts the demo on `dir` (new or used before), its stderr in `logs/demo.stderr`.
+fn start_demo_in(dir: &Path, logs: &Path, extra: &[&str]) -> Demo {
+    let dir = dir.to_path_buf();
+    let stderr = logs.join(format!("demo-{}.stderr", free_port()));
     let mut child = Command::new(BIN)
         .args(["demo", "--data-dir"])
         .arg(&dir)
@@ -68,7 +68,7 @@ fn start_demo_with(extra: &[&str]) -> Demo {
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(tmp.path().join("demo.stderr")).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("spawn appliance demo");
     let stdout = child.stdout.take().unwrap();
@@ -91,7 +91,7 @@ fn start_demo_with(extra: &[&str]) -> Demo {
             Err(e) => panic!(
                 "the demo did not report it was running ({e}); output:\n{}\nstderr:\n{}",
                 lines.join("\n"),
-                std::fs::read_to_string(tmp.path().join("demo.stderr")).unwrap_or_default()
+                std::fs::read_to_string(&stderr).unwrap_or_default()
             ),
         }
     }
@@ -110,7 +110,7 @@ fn start_demo_with(extra: &[&str]) -> Demo {
         child,
         dir,
         pids,
-        _tmp: tmp,
+        _tmp: None,
     }
 }
 
@@ -200,7 +200,8 @@ fn demo_serves_the_walkthrough_over_tls_follows_weight_changes_and_stops_cleanly
     colors.sort();
     assert_eq!(colors, ["blue", "white"], "{seen:?}");
     for (color, n) in &seen {
-        assert!((80..=120).contains(n), "{color}: {n} of 200: {seen:?}");
+        // Binomial(200, 1/2): 60..=140 is 5.7 standard deviations out (one run in 10^8).
+        assert!((60..=140).contains(n), "{color}: {n} of 200: {seen:?}");
     }
 
     // /color2: black and red only.
@@ -216,13 +217,37 @@ fn demo_serves_the_walkthrough_over_tls_follows_weight_changes_and_stops_cleanly
     let plain = demo
         .gateway
         .replace("https://localhost", "http://127.0.0.1");
-    if let Ok(r) = reqwest::blocking::get(format!("{plain}/color1/tell")) {
-        assert_ne!(r.status(), 200, "plain text was served");
-    }
+    let r = reqwest::blocking::get(format!("{plain}/color1/tell"))
+        .expect("a STRICT listener answers plain text with an error, not a reset");
+    assert_eq!(r.status(), 400, "plain text to a STRICT listener");
+    let body = r.text().unwrap();
+    assert!(
+        !["white", "blue"].contains(&body.trim()),
+        "plain text got a colour: {body}"
+    );
 
     // The admin page is up.
-    let page = reqwest::blocking::get(&demo.admin).unwrap();
-    assert_eq!(page.status(), 200);
+    // No redirects followed: the sign-in page itself must answer, not whatever a redirect hits.
+    let no_redirects = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signin = no_redirects
+        .get(format!("{}signin", demo.admin))
+        .send()
+        .unwrap();
+    assert_eq!(signin.status(), 200, "GET /signin");
+    assert!(
+        signin.text().unwrap().contains("<title>Sign in"),
+        "the sign-in page"
+    );
+    let index = no_redirects.get(&demo.admin).send().unwrap();
+    assert_eq!(
+        index.status(),
+        303,
+        "an unauthenticated GET / goes to the sign-in page"
+    );
+    assert_eq!(index.headers()["location"], "/signin");
 
     // 100:0 with the AWS CLI: all of /color1 goes to white, within a second.
     let spec = r#"{"httpRoute":{"match":{"prefix":"/tell"},"action":{"weightedTargets":[{"virtualNode":"colorteller-white-vn","weight":100},{"virtualNode":"colorteller-blue-vn","weight":0}]}}}"#;
@@ -271,7 +296,8 @@ fn demo_serves_the_walkthrough_over_tls_follows_weight_changes_and_stops_cleanly
     }
     let took = run_start.unwrap().duration_since(changed);
     eprintln!("all of /color1 went to white {took:?} after update-route returned");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // A convergence bound with room for a loaded machine; the speed is sync_push's figure.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 
     // Ctrl-C: the demo stops everything it started.
     let status = Command::new("kill")
@@ -366,17 +392,21 @@ fn leaves_renewed_every_40_s_and_a_ca_rotation_under_three_minutes_of_load_fail_
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let expiries = || -> Vec<String> {
+    // identity -> its leaf's expiry, for every connected proxy.
+    let expiries = || -> std::collections::BTreeMap<String, String> {
         let v: serde_json::Value = serde_json::from_str(&ctl(&["list-proxies"])).unwrap();
         v["proxies"]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| {
-                p["certificateExpiresAt"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
+                (
+                    p["identity"].as_str().unwrap_or_default().to_owned(),
+                    p["certificateExpiresAt"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
             })
             .collect()
     };
@@ -400,8 +430,14 @@ fn leaves_renewed_every_40_s_and_a_ca_rotation_under_three_minutes_of_load_fail_
         failed.len()
     );
     // Every proxy has renewed several times (a 60 s leaf lives at most 60 s).
-    for (a, b) in first.iter().zip(&last) {
-        assert_ne!(a, b, "renewed");
+    assert_eq!(first.len(), 5, "four sidecars and the gateway: {first:?}");
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        last.keys().collect::<Vec<_>>(),
+        "the same proxies before and after"
+    );
+    for (identity, before) in &first {
+        assert_ne!(&last[identity], before, "{identity} renewed its leaf");
     }
     assert!(ok > 1000, "{ok}");
     assert!(
@@ -410,4 +446,44 @@ fn leaves_renewed_every_40_s_and_a_ca_rotation_under_three_minutes_of_load_fail_
         failed.len(),
         failed.first()
     );
+}
+
+/// Stops a demo as Ctrl-C would and waits for it to exit.
+fn interrupt(mut demo: Demo) {
+    let status = Command::new("kill")
+        .args(["-INT", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while demo.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_second_demo_on_the_same_directory_keeps_the_ca_and_serves_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let first = start_demo_in(&dir, tmp.path(), &[]);
+    let bundle_before = std::fs::read_to_string(&first.bundle).unwrap();
+    let credentials_before = std::fs::read_to_string(&first.credentials).unwrap();
+    interrupt(first);
+
+    let second = start_demo_in(&dir, tmp.path(), &[]);
+    let bundle_after = std::fs::read_to_string(&second.bundle).unwrap();
+    assert_eq!(
+        bundle_after, bundle_before,
+        "the second run keeps the CA: the same trust bundle"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&second.credentials).unwrap(),
+        credentials_before,
+        "the same API credentials"
+    );
+    // And it serves the walkthrough again, on certificates under that root.
+    let body = curl(&second.bundle, &format!("{}/color1/tell", second.gateway));
+    assert!(["white", "blue"].contains(&body.trim()), "{body}");
+    interrupt(second);
 }

@@ -275,10 +275,29 @@ fn exported_walkthrough_imports_into_a_fresh_appliance_with_equal_specs() {
         assert_eq!(after[file], want, "{}", file.display());
     }
     // The gateway's new certificate names localhost, as --certificate-domain said; the
-    // nodes' takes the node's DNS name.
-    let api = Api::new(&target);
-    let (s, _, _) = api.call("GET", "/v20190125/meshes/ColorApp-Ingress", None);
-    assert_eq!(s, 200);
+    // nodes' takes the nodes' DNS names (under the walkthrough's domain).
+    let names = |arn: &str| -> (String, Vec<String>) {
+        let out = target.ctl(&["describe-certificate", "--certificate-arn", arn]);
+        assert_eq!(out.code, 0, "describe-certificate {arn}: {}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        let c = &v["Certificate"];
+        assert_eq!(c["CertificateArn"], arn);
+        let sans = c["SubjectAlternativeNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        (c["DomainName"].as_str().unwrap().to_owned(), sans)
+    };
+    let (gw_name, _) = names(&mapped[&gw_cert]);
+    assert_eq!(gw_name, "localhost", "the gateway's new certificate");
+    let (node_name, node_sans) = names(&mapped[&node_cert]);
+    assert!(
+        node_name.ends_with(&format!(".{D}"))
+            && node_sans.iter().all(|n| n.ends_with(&format!(".{D}"))),
+        "the nodes' new certificate names their DNS names: {node_name} {node_sans:?}"
+    );
 
     // A second import finds everything there already and says so, resource by resource.
     let again = target.ctl(&[

@@ -236,7 +236,8 @@ fn a_503_is_retried_by_default_and_a_slow_upstream_times_out_without_hanging() {
         .unwrap();
     let took = start.elapsed();
     assert_eq!(r.status(), 504);
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    // Bounded by the 500 ms timeout, with slack for a loaded machine.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(r.text().unwrap().contains("500 ms"));
     // Black and red fail every other request with 503; App Mesh's default policy retries twice.
     for _ in 0..50 {

@@ -7,11 +7,11 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{spawn_upstreams, walkthrough, Api, Behaviour, Control, Proxy, BIN};
+use common::{free_port, spawn_upstreams, walkthrough, Api, Behaviour, Control, Proxy, BIN};
 use serde_json::Value;
 
 const COLORS: [&str; 4] = ["white", "blue", "black", "red"];
@@ -19,22 +19,6 @@ const GATEWAY: &str = "mesh/ColorApp/virtualGateway/colorgateway-vg";
 
 fn node(color: &str) -> String {
     format!("mesh/ColorApp/virtualNode/colorteller-{color}-vn")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn token(c: &Control, identity: &str, extra: &[&str]) -> String {
@@ -173,6 +157,7 @@ fn mesh(c: &Control) -> Mesh {
         sidecars.insert(color, p);
     }
     let t = token(c, GATEWAY, &[]);
+    // A fixed port (not 0): one test restarts this gateway on the same address.
     let listen = format!("127.0.0.1:{}", free_port());
     let gateway = gateway(&c.sync, Some(&t), &tmp.path().join("gateway"), &listen);
     let gateway_url = format!("http://{listen}");
@@ -211,8 +196,10 @@ fn proxies_enrol_get_their_configs_and_follow_route_changes() {
     );
     assert_eq!(white + blue, 200, "only white and blue: {counts:?}");
     assert!(
-        (80..=120).contains(&white),
-        "1:1 split within 40..60 %: {counts:?}"
+        // Binomial(200, 1/2) has a standard deviation of 7; 60..=140 is 5.7 of them out,
+        // about one run in 10^8, where 80..=120 failed about one run in 200.
+        (60..=140).contains(&white),
+        "1:1 split within 30..70 %: {counts:?}"
     );
     let counts = tally(&format!("{}/color2/tell", m.gateway_url), 100);
     assert_eq!(
@@ -241,7 +228,19 @@ fn proxies_enrol_get_their_configs_and_follow_route_changes() {
         .as_u64()
         .unwrap();
 
-    // A write that changes no proxy's config pushes nothing.
+    // A write that changes no proxy's config pushes nothing: the control plane logs every push
+    // by identity, so after the tag and then a route change, the gateway has exactly one more.
+    let pushes = |c: &Control| {
+        c.log_text()
+            .lines()
+            .filter(|l| l.contains("config changed; pushing") && l.contains(GATEWAY))
+            .count()
+    };
+    let pushes_before = pushes(&c);
+    assert!(
+        pushes_before >= 1,
+        "the gateway's first config is logged as a push"
+    );
     let out = c.ctl(&[
         "tag-resource",
         "--resource-arn",
@@ -250,6 +249,8 @@ fn proxies_enrol_get_their_configs_and_follow_route_changes() {
         "key=team,value=colour",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // Not a judgement: it lets the change feed handle the tag on its own before the route
+    // change below, rather than both in one wake-up.
     std::thread::sleep(Duration::from_millis(500));
     let same = proxies(&c)
         .iter()
@@ -268,7 +269,15 @@ fn proxies_enrol_get_their_configs_and_follow_route_changes() {
         tally(&format!("{}/color1/tell", m.gateway_url), 10).get("white") == Some(&10)
     });
     eprintln!("route change to all-white traffic: {took:?}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(
+        pushes(&c),
+        pushes_before + 1,
+        "one push for the route change and none for the tag"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a bound for a loaded machine: {took:?}"
+    );
     let after = proxies(&c)
         .iter()
         .find(|p| p["identity"] == GATEWAY)
@@ -477,7 +486,7 @@ fn load(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, V
 fn proxies_serve_through_a_control_plane_outage_and_converge_when_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("control");
-    let sync_port = free_udp_port();
+    let sync_port = free_port();
     let sync_flag = format!("127.0.0.1:{sync_port}");
     let c = Control::start_with(&data, &["--sync-listen", &sync_flag]);
     let mut m = mesh(&c);
@@ -636,9 +645,8 @@ fn a_sidecar_whose_app_fails_its_health_check_takes_its_endpoint_out() {
         keep.push(sidecar(&c.sync, &t, &tmp.path().join(color), color, *app).0);
     }
     let t = token(&c, GATEWAY, &[]);
-    let listen = format!("127.0.0.1:{}", free_port());
-    let g = gateway(&c.sync, Some(&t), &tmp.path().join("gw"), &listen);
-    let url = format!("http://{listen}/color2/tell");
+    let g = gateway(&c.sync, Some(&t), &tmp.path().join("gw"), "127.0.0.1:0");
+    let url = g.url("gateway", "/color2/tell");
     wait_until("red reachable", Duration::from_secs(20), || {
         tally(&url, 6).contains_key("red")
     });
@@ -757,15 +765,19 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     let pin = appliance::sync::JoinToken::parse(&t).unwrap().ca_pin;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sync: std::net::SocketAddr = c.sync.parse().unwrap();
-    let bad: [&[u8]; 4] = [
-        &[0, 0, 0, 5, 1, 2, 3, 4, 5], // not a message
-        &[0xff, 0xff, 0xff, 0xff],    // over the limit
-        &[0, 0, 0, 100, 1, 2],        // truncated
-        &appliance::sync::frame::encode(appliance::sync::frame::ToControl::Draining), // not a first frame
+    // Each bad frame, and the reason the control plane must give when it closes the connection.
+    let draining = appliance::sync::frame::encode(appliance::sync::frame::ToControl::Draining);
+    let bad: [(&[u8], &str); 4] = [
+        (
+            &[0, 0, 0, 5, 1, 2, 3, 4, 5],
+            "trailing bytes after the message",
+        ),
+        (&[0xff, 0xff, 0xff, 0xff], "over the limit"),
+        (&[0, 0, 0, 100, 1, 2], "in the middle of a frame"),
+        (&draining, "the first frame must be Enrol or Hello"),
     ];
-    let closed = AtomicUsize::new(0);
-    for bytes in bad {
-        rt.block_on(async {
+    for (bytes, expected) in bad {
+        let reason = rt.block_on(async {
             let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
             let cfg = appliance::sync::tls::enrol_client_config(pin).unwrap();
             let conn = ep
@@ -776,24 +788,29 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
             let (mut send, _recv) = conn.open_bi().await.unwrap();
             send.write_all(bytes).await.unwrap();
             let _ = send.finish();
-            let reason = tokio::time::timeout(Duration::from_secs(15), conn.closed())
+            tokio::time::timeout(Duration::from_secs(15), conn.closed())
                 .await
-                .expect("closed by the control plane");
-            eprintln!("bad frame {:?}: {reason}", &bytes[..bytes.len().min(6)]);
-            closed.fetch_add(1, Ordering::Relaxed);
+                .expect("closed by the control plane")
         });
+        eprintln!("bad frame {:?}: {reason}", &bytes[..bytes.len().min(6)]);
+        let quinn::ConnectionError::ApplicationClosed(close) = &reason else {
+            panic!("bad frame {bytes:?}: closed by the control plane, got {reason}");
+        };
+        let text = String::from_utf8_lossy(&close.reason);
+        assert!(
+            text.contains(expected),
+            "bad frame {bytes:?}: reason {text:?} should say {expected:?}"
+        );
+        assert!(
+            c.log_text().contains(expected),
+            "bad frame {bytes:?}: the control plane logs {expected:?}"
+        );
     }
-    assert_eq!(closed.load(Ordering::Relaxed), 4);
     // Everyone else carries on.
     assert_eq!(proxies(&c).len(), 5);
     let counts = tally(&format!("{}/color1/tell", m.gateway_url), 10);
     assert_eq!(
         counts.get("white").copied().unwrap_or(0) + counts.get("blue").copied().unwrap_or(0),
         10
-    );
-    let log = c.log_text();
-    assert!(
-        log.contains("over the limit") || log.contains("bad first frame"),
-        "logged"
     );
 }

@@ -25,6 +25,10 @@ pub(super) fn routes() -> Router<AppState> {
             post(rotate_ca),
         )
         .route("/appliance/v1/certificates", post(request_certificate))
+        .route(
+            "/appliance/v1/certificates/describe",
+            post(describe_certificate),
+        )
         .route("/appliance/v1/identities/revoke", post(revoke_identity))
         .route("/appliance/v1/compile", get(compile_config))
         .route(
@@ -228,6 +232,32 @@ async fn rotate_ca(State(state): State<AppState>, req: Signed) -> Result<Json<Va
     })
     .await?;
     Ok(Json(state.ca.describe_certificate_authority()))
+}
+
+/// `{"CertificateArn": ARN}` -> `{"Certificate": {...}}` in the shape of ACM's
+/// `describe-certificate`, so scripts written for ACM read the names a certificate covers.
+async fn describe_certificate(
+    State(state): State<AppState>,
+    req: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let body = req.json()?;
+    let arn = string_field(&body, "CertificateArn")?;
+    let Some(cert) = state.ca.certificate(&arn) else {
+        return Err(ApiError::NotFound(format!(
+            "CertificateArn: no certificate {arn} in this appliance's CA"
+        )));
+    };
+    Ok(Json(json!({
+        "Certificate": {
+            "CertificateArn": cert.arn,
+            "DomainName": cert.domain_name,
+            "SubjectAlternativeNames": cert.dns_names(),
+            "CertificateAuthorityArn": state.ca.ca_arn(),
+            "CreatedAt": cert.created_at.unix_timestamp(),
+            "Type": "PRIVATE",
+            "Status": "ISSUED",
+        }
+    })))
 }
 
 async fn request_certificate(

@@ -1,7 +1,6 @@
 //! Who may call the API: the access keys in `DIR/credentials` (an AWS shared-credentials
 //! file, created with a fresh key on first start), checked by SigV4 on every request.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -39,15 +38,10 @@ pub fn load_or_create_credentials(dir: &Path) -> anyhow::Result<Keys> {
         let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
         let text =
             format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts
-            .open(&path)
+        // Whole or not at all: a crash mid-write must not leave a file the next start cannot
+        // parse. If another process created it meanwhile, its keys win.
+        crate::files::create_atomic(&path, text.as_bytes(), 0o600)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;

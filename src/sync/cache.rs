@@ -10,7 +10,6 @@
 //! DIR/config.json  the last config acked, as ProxyConfig JSON
 //! ```
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::compile::ProxyConfig;
@@ -121,22 +120,13 @@ impl StateDir {
     }
 }
 
+/// Every file in the state dir is 0600, written whole (the last good config must survive a
+/// crash mid-write).
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CacheError> {
-    let io = |source| CacheError {
+    crate::files::write_atomic(path, contents, 0o600).map_err(|source| CacheError {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(contents).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 #[cfg(test)]

@@ -132,10 +132,16 @@ pub fn wait_for_listen_logged(
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = mpsc::channel();
     let role = role.to_owned();
+    let early = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let kept = early.clone();
+    let wanted = role.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if !sent {
+                kept.lock().unwrap().push(line.clone());
+            }
             if std::env::var_os("APPLIANCE_TEST_LOG").is_some() {
                 eprintln!("[child] {line}");
             }
@@ -155,8 +161,27 @@ pub fn wait_for_listen_logged(
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("child did not report `listening on` within 30 s")
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr,
+        Err(e) => {
+            let status = match e {
+                mpsc::RecvTimeoutError::Disconnected => match child.wait() {
+                    Ok(s) => format!("it exited with {s}"),
+                    Err(e) => format!("its status is unknown ({e})"),
+                },
+                mpsc::RecvTimeoutError::Timeout => {
+                    child.kill().ok();
+                    child.wait().ok();
+                    "it was still running after 30 s and was killed".to_owned()
+                }
+            };
+            panic!(
+                "the child did not report `listening on` for role {wanted:?} ({e}); {status}; \
+                 it logged:\n{}",
+                early.lock().unwrap().join("\n")
+            );
+        }
+    }
 }
 
 /// The AWS CLI to test against: `$APPLIANCE_AWS_CLI`, the repo's `.venv/bin/aws` (made by
@@ -499,11 +524,20 @@ impl Proxy {
             .expect("spawn appliance proxy");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let kept = seen.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("APPLIANCE_TEST_LOG").is_some() {
                     eprintln!("[proxy] {line}");
+                }
+                {
+                    // The start of the log, for the failure message of a proxy that exits early.
+                    let mut kept = kept.lock().unwrap();
+                    if kept.len() < 200 {
+                        kept.push(line.clone());
+                    }
                 }
                 if let (Some(role), Some(rest)) = (
                     line.split("role=\"").nth(1),
@@ -521,10 +555,32 @@ impl Proxy {
         });
         let mut addrs = std::collections::HashMap::new();
         while !roles.iter().all(|r| addrs.contains_key(*r)) {
-            let (role, addr) = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("proxy did not report its listeners");
-            addrs.insert(role, addr);
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((role, addr)) => {
+                    addrs.insert(role, addr);
+                }
+                Err(e) => {
+                    // Say why: the exit status if it died, and what it logged.
+                    let status = match e {
+                        // Its stderr closed: it is exiting, so waiting is short.
+                        mpsc::RecvTimeoutError::Disconnected => match child.wait() {
+                            Ok(s) => format!("it exited with {s}"),
+                            Err(e) => format!("its status is unknown ({e})"),
+                        },
+                        mpsc::RecvTimeoutError::Timeout => {
+                            child.kill().ok();
+                            child.wait().ok();
+                            "it was still running after 30 s and was killed".to_owned()
+                        }
+                    };
+                    panic!(
+                        "`appliance {}` did not report its listeners {roles:?} ({e}); {status}; \
+                         it logged:\n{}",
+                        args.join(" "),
+                        seen.lock().unwrap().join("\n")
+                    );
+                }
+            }
         }
         Proxy { child, addrs }
     }
@@ -607,5 +663,79 @@ pub fn walkthrough(api: &Api, route1: &str) {
                 r#"{{"gatewayRouteName":"colorgateway-route-{i}","spec":{{"httpRoute":{{"match":{{"prefix":"/color{i}"}},"action":{{"target":{{"virtualService":{{"virtualServiceName":"colorteller-{i}.{D}"}}}}}}}}}}}}"#
             ),
         );
+    }
+}
+
+/// A port on 127.0.0.1 for a child that must be told its port before it binds (a sidecar
+/// advertises `--listen` as its node's endpoint before it has a config to bind from, so it
+/// cannot take port 0). Ports come from below the kernel's ephemeral range, which `bind(0)`
+/// and outgoing connections never use, so no other socket on the machine takes one between
+/// this check and the child's bind; within this process each port is handed out once, and the
+/// start is spread by pid so two test processes running at once rarely probe the same ports.
+/// Where a child can bind port 0 and report it, use that instead.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (base, span) = (
+        low.saturating_sub(12_000).max(1024),
+        low.saturating_sub(1024).min(12_000),
+    );
+    let offset = (std::process::id() * 997) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + (offset + n) % span) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range ({low})");
+}
+
+impl Api {
+    /// The SigV4 headers (with `host` and `content-type`) for a request, for tests that send
+    /// it by hand over a raw socket.
+    pub fn signed_headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let url = format!("{}{}", self.endpoint, path_and_query);
+        let host = self.endpoint.trim_start_matches("http://").to_owned();
+        let identity =
+            aws_credential_types::Credentials::new(&self.key_id, &self.secret, None, None, "test")
+                .into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-west-2")
+            .name("appmesh")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let signable =
+            SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(body))
+                .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut out: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (name, value) in instructions.headers() {
+            out.push((name.to_owned(), value.to_owned()));
+        }
+        out
     }
 }

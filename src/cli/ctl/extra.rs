@@ -17,6 +17,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "--domain-name N [--subject-alternative-names N ...]: a certificate ARN",
     ),
     (
+        "describe-certificate",
+        "--certificate-arn ARN: its domain names, in ACM's describe-certificate shape",
+    ),
+    (
         "get-ca-bundle",
         "the PEM trust bundle, for curl --cacert and aws --ca-bundle",
     ),
@@ -98,6 +102,7 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
     let allowed: &[&str] = match command {
         "describe-certificate-authority" | "get-ca-bundle" => &[],
         "request-certificate" => &["domain-name", "subject-alternative-names"],
+        "describe-certificate" => &["certificate-arn"],
         "rotate-certificate-authority" => &["root"],
         "revoke-identity" => &["identity"],
         "compile" => &["identity", "endpoint"],
@@ -121,6 +126,18 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
     let (method, path, body) = match command {
         "describe-certificate-authority" => ("GET", "/appliance/v1/certificate-authority", None),
         "get-ca-bundle" => ("GET", "/appliance/v1/certificate-authority/bundle", None),
+        "describe-certificate" => {
+            let Some(arn) = flags.one("certificate-arn") else {
+                return Ok(Some(usage_error(
+                    "the following arguments are required: --certificate-arn",
+                )));
+            };
+            (
+                "POST",
+                "/appliance/v1/certificates/describe",
+                Some(json!({ "CertificateArn": arn })),
+            )
+        }
         "request-certificate" => {
             let Some(domain) = flags.one("domain-name") else {
                 return Ok(Some(usage_error(

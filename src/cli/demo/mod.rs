@@ -236,10 +236,26 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A free port on 127.0.0.1 for a sidecar, which must be told its port before it binds (it
+/// advertises `--listen` as its node's endpoint before it has a config). The port comes from
+/// below the kernel's ephemeral range, which `bind(0)` and outgoing connections never take, so
+/// nothing else on the machine grabs it between this check and the sidecar's bind.
 fn free_port() -> anyhow::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?)
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let base = low.saturating_sub(10_000).max(1024);
+    // Start at a random place so two demos on one machine rarely probe the same ports.
+    let start = rand::random::<u16>() % (low - base).max(1);
+    for i in 0..(low - base) {
+        let port = base + (start + i) % (low - base);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    anyhow::bail!("no free port on 127.0.0.1 between {base} and {low}")
 }
 
 async fn join_token(api: &Api, identity: &str) -> anyhow::Result<String> {
