@@ -6,6 +6,8 @@ pub mod consistency;
 mod error;
 mod identity;
 mod kind;
+pub mod log_format;
+pub mod matching;
 mod rules;
 pub mod service_model;
 pub mod spec;

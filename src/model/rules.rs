@@ -22,18 +22,22 @@
 //! - listener ports are unique within a node, router or gateway;
 //! - a listener's health check `port`, if set, is the listener's port;
 //! - a listener's `connectionPool` and `timeout` variant is the listener's protocol;
-//! - a node names each backend virtual service once (App Mesh issue #170).
+//! - a node names each backend virtual service once (App Mesh issue #170);
+//! - header and metadata names are header names (no pseudo-headers such as `:authority`) and
+//!   every regex compiles (`matching.rs`, the functions the proxy builds its tables with);
+//! - an access log format uses only the command operators the proxies produce (`log_format.rs`).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::spec::{AccessLog, Logging, LoggingFormat};
 use super::spec::{
     GatewayRouteSpec, GatewayRouteType, GrpcRouteMetadata, HeaderMatchMethod, HttpGatewayRoute,
     HttpPathMatch, HttpRoute, HttpRouteHeader, HttpRouteMatch, RouteSpec, RouteType, Spec,
     VirtualGatewaySpec, VirtualNodeSpec, VirtualRouterSpec, WeightedTarget,
 };
-use super::{ApiError, ResourceKind};
+use super::{log_format, matching, ApiError, ResourceKind};
 
 /// Maximum total weight of a route's weighted targets.
 pub const MAX_TOTAL_WEIGHT: u64 = 100;
@@ -131,6 +135,7 @@ fn check_health_check_port(i: usize, check_port: Option<u16>, port: u16) -> Resu
 }
 
 fn check_virtual_node(vn: &VirtualNodeSpec) -> Result<(), ApiError> {
+    check_logging(vn.logging.as_ref())?;
     let listeners = vn.listeners();
     check_unique_ports(listeners.iter().map(|l| l.port_mapping.port))?;
     for (i, l) in listeners.iter().enumerate() {
@@ -178,6 +183,7 @@ fn check_virtual_router(vr: &VirtualRouterSpec) -> Result<(), ApiError> {
 }
 
 fn check_virtual_gateway(vg: &VirtualGatewaySpec) -> Result<(), ApiError> {
+    check_logging(vg.logging.as_ref())?;
     check_unique_ports(vg.listeners.iter().map(|l| l.port_mapping.port))?;
     for (i, l) in vg.listeners.iter().enumerate() {
         let (port, protocol) = (l.port_mapping.port, l.port_mapping.protocol);
@@ -282,21 +288,67 @@ fn check_path_match(match_path: &str, p: &HttpPathMatch) -> Result<(), ApiError>
             "exactly one of exact, regex must be set",
         ));
     }
+    if let Some(r) = &p.regex {
+        matching::full_regex(r).map_err(|e| bad(&format!("{match_path}.path.regex"), e))?;
+    }
     Ok(())
 }
 
 fn check_headers(match_path: &str, headers: Option<&[HttpRouteHeader]>) -> Result<(), ApiError> {
     for (i, h) in headers.unwrap_or_default().iter().enumerate() {
-        check_range(&format!("{match_path}.headers[{i}]"), h.r#match.as_ref())?;
+        check_header(
+            &format!("{match_path}.headers[{i}]"),
+            &h.name,
+            h.r#match.as_ref(),
+        )?;
     }
     Ok(())
 }
 
 fn check_metadata(base: &str, metadata: Option<&[GrpcRouteMetadata]>) -> Result<(), ApiError> {
     for (i, m) in metadata.unwrap_or_default().iter().enumerate() {
-        check_range(&format!("{base}.match.metadata[{i}]"), m.r#match.as_ref())?;
+        check_header(
+            &format!("{base}.match.metadata[{i}]"),
+            &m.name,
+            m.r#match.as_ref(),
+        )?;
     }
     Ok(())
+}
+
+/// One header (or metadata) match: a name the proxies can look up, a regex they can
+/// compile, a range that is not empty.
+fn check_header(
+    path: &str,
+    name: &str,
+    method: Option<&HeaderMatchMethod>,
+) -> Result<(), ApiError> {
+    matching::header_name(name).map_err(|e| bad(&format!("{path}.name"), e))?;
+    if let Some(HeaderMatchMethod::Regex(r)) = method {
+        matching::full_regex(r).map_err(|e| bad(&format!("{path}.match.regex"), e))?;
+    }
+    check_range(path, method)
+}
+
+/// `logging.accessLog.file.format`: every operator one the proxies produce.
+fn check_logging(logging: Option<&Logging>) -> Result<(), ApiError> {
+    let Some(AccessLog::File(file)) = logging.and_then(|l| l.access_log.as_ref()) else {
+        return Ok(());
+    };
+    let base = "spec.logging.accessLog.file.format";
+    match &file.format {
+        None => Ok(()),
+        Some(LoggingFormat::Text(t)) => log_format::parse(t)
+            .map(|_| ())
+            .map_err(|e| bad(&format!("{base}.text"), e)),
+        Some(LoggingFormat::Json(fields)) => {
+            for (i, f) in fields.iter().enumerate() {
+                log_format::parse(&f.value)
+                    .map_err(|e| bad(&format!("{base}.json[{i}].value"), e))?;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn check_range(path: &str, method: Option<&HeaderMatchMethod>) -> Result<(), ApiError> {

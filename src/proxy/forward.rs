@@ -31,7 +31,7 @@ enum Payload {
     Streaming(Option<Body>),
 }
 
-async fn payload(headers: &HeaderMap, mut body: Incoming) -> Result<Payload, ProxyError> {
+async fn payload(headers: &HeaderMap, mut body: Body) -> Result<Payload, ProxyError> {
     use hyper::body::Body as _;
     let len = headers
         .get(http::header::CONTENT_LENGTH)
@@ -44,7 +44,7 @@ async fn payload(headers: &HeaderMap, mut body: Incoming) -> Result<Payload, Pro
             let bytes = body.collect().await.map_err(reading)?.to_bytes();
             Ok(Payload::Buffered(bytes))
         }
-        (Some(_), _) | (None, true) => Ok(Payload::Streaming(Some(body.boxed()))),
+        (Some(_), _) | (None, true) => Ok(Payload::Streaming(Some(body))),
         // HTTP/1.1 with neither header has no body; HTTP/2 says so with END_STREAM.
         (None, false) if body.is_end_stream() => Ok(Payload::Buffered(Bytes::new())),
         (None, false) => {
@@ -92,7 +92,7 @@ async fn payload(headers: &HeaderMap, mut body: Incoming) -> Result<Payload, Pro
 /// A request body some of whose frames were already read: those first, then the rest.
 struct Prefixed {
     read: std::collections::VecDeque<Frame<Bytes>>,
-    rest: Incoming,
+    rest: Body,
 }
 
 impl hyper::body::Body for Prefixed {
@@ -159,7 +159,7 @@ pub(super) async fn forward(
     state: &State,
     route: &Route,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: Body,
     path: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, ProxyError> {

@@ -7,6 +7,7 @@ mod error;
 mod forward;
 mod health;
 mod outlier;
+mod path;
 mod pool;
 mod report;
 mod route_table;

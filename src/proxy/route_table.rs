@@ -10,18 +10,23 @@ use regex::Regex;
 use crate::compile::{
     ConfigError, GatewayRouteConfig, ListenerRole, ProxyConfig, RouteConfig, WeightedCluster,
 };
+use crate::model::matching;
 use crate::model::spec::{
     DefaultGatewayRouteRewrite, HeaderMatchMethod, HttpGatewayRouteMatch, HttpPathMatch,
-    HttpQueryParameter, HttpRouteHeader, HttpRouteMatch,
+    HttpQueryParameter, HttpRouteHeader, HttpRouteMatch, HttpScheme,
 };
 
-/// What matching looks at in a request.
+/// What matching looks at in a request. The path is already normalised (`path.rs`).
 pub struct RequestView<'a> {
     pub method: &'a Method,
     pub path: &'a str,
     pub query: Option<&'a str>,
     /// The host without a port.
     pub host: &'a str,
+    /// The port the request's authority names, if it names one.
+    pub port: Option<u16>,
+    /// `:scheme`: the request's own (HTTP/2, absolute-form), else `https` over TLS.
+    pub scheme: &'a str,
     pub headers: &'a HeaderMap,
 }
 
@@ -48,11 +53,10 @@ impl ValueMatch {
     }
 }
 
-/// Anchors a regex so it must match the whole value, as Envoy's safe_regex does.
+/// A whole-value regex (Envoy's safe_regex), with the API's own check: what the API stored
+/// compiles here.
 fn full_regex(field: &str, pattern: &str) -> Result<Regex, ConfigError> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-        ConfigError::Invalid(format!("{field}: {pattern:?} is not a valid regex: {e}"))
-    })
+    matching::full_regex(pattern).map_err(|e| ConfigError::Invalid(format!("{field}: {e}")))
 }
 
 struct HeaderMatcher {
@@ -63,8 +67,10 @@ struct HeaderMatcher {
 
 impl HeaderMatcher {
     fn new(h: &HttpRouteHeader) -> Result<HeaderMatcher, ConfigError> {
-        let name = http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes())
-            .map_err(|_| ConfigError::Invalid(format!("header name {:?} is not valid", h.name)))?;
+        let invalid = |e: String| ConfigError::Invalid(format!("header match: {e}"));
+        let lower = matching::header_name(&h.name).map_err(|e| invalid(e.to_string()))?;
+        let name = http::HeaderName::from_bytes(lower.as_bytes())
+            .map_err(|_| invalid(format!("{:?} is not a valid header name", h.name)))?;
         let value = match &h.r#match {
             None => None,
             Some(HeaderMatchMethod::Exact(v)) => Some(ValueMatch::Exact(v.clone())),
@@ -82,11 +88,27 @@ impl HeaderMatcher {
         })
     }
 
+    /// Envoy's rule: a header sent several times is matched as its values joined with `,`;
+    /// `invert` flips the result only when the header is present, except for a presence
+    /// match (no `match`), where an absent header inverted is a match.
     fn matches(&self, headers: &HeaderMap) -> bool {
-        let hit = match headers.get(&self.name).map(|v| v.to_str()) {
-            Some(Ok(v)) => self.value.as_ref().is_none_or(|m| m.matches(v)),
-            Some(Err(_)) => false,
-            None => false,
+        let mut values = headers.get_all(&self.name).iter();
+        let Some(first) = values.next() else {
+            return self.value.is_none() && self.invert;
+        };
+        let hit = match &self.value {
+            None => true,
+            Some(m) => match values.next() {
+                None => m.matches(&String::from_utf8_lossy(first.as_bytes())),
+                Some(second) => {
+                    let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+                    for v in std::iter::once(second).chain(values) {
+                        joined.push(',');
+                        joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    }
+                    m.matches(&joined)
+                }
+            },
         };
         hit != self.invert
     }
@@ -102,6 +124,10 @@ struct Matcher {
     query: Vec<(String, Option<String>)>,
     host_exact: Option<String>,
     host_suffix: Option<String>,
+    /// `match.port` (router routes; a gateway route's is settled by the listener it is on).
+    port: Option<u16>,
+    /// `match.scheme` (router HTTP routes).
+    scheme: Option<&'static str>,
 }
 
 impl Matcher {
@@ -140,6 +166,8 @@ impl Matcher {
                 .collect(),
             host_exact: None,
             host_suffix: None,
+            port: None,
+            scheme: None,
         })
     }
 
@@ -173,14 +201,37 @@ impl Matcher {
                 return false;
             }
         }
+        if self
+            .scheme
+            .is_some_and(|s| !s.eq_ignore_ascii_case(req.scheme))
+        {
+            return false;
+        }
+        // A request whose authority names no port is taken to mean the route's: the app
+        // calls `http://service/` and the router listens on 8080.
+        if let (Some(want), Some(have)) = (self.port, req.port) {
+            if want != have {
+                return false;
+            }
+        }
         if !self.headers.iter().all(|h| h.matches(req.headers)) {
             return false;
         }
         self.query.iter().all(|(name, want)| {
-            let mut pairs = url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes());
-            pairs.any(|(k, v)| k == name.as_str() && want.as_deref().is_none_or(|w| v == w))
+            query_value(req.query, name).is_some_and(|v| want.as_deref().is_none_or(|w| v == w))
         })
     }
+}
+
+/// Envoy's query parameter lookup: split on `&`, the key before the first `=`, compared as
+/// written (no percent-decoding), and only the first occurrence of a key counts. A key with
+/// no `=` has the empty value.
+fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// One gateway route, ready to match.
@@ -274,13 +325,18 @@ pub struct Route {
 impl Route {
     fn new(r: &RouteConfig) -> Result<Route, ConfigError> {
         let m: &HttpRouteMatch = &r.r#match;
-        let matcher = Matcher::new(
+        let mut matcher = Matcher::new(
             m.prefix.as_ref(),
             m.path.as_ref(),
             m.method.map(|x| x.as_str()),
             m.headers.as_ref(),
             m.query_parameters.as_ref(),
         )?;
+        matcher.port = m.port;
+        matcher.scheme = m.scheme.map(|s| match s {
+            HttpScheme::Http => "http",
+            HttpScheme::Https => "https",
+        });
         Ok(Route {
             name: r.name.clone(),
             total_weight: r.targets.iter().map(|t| t.weight).sum(),
@@ -393,6 +449,8 @@ mod tests {
             path,
             query: None,
             host: "gw.example",
+            port: None,
+            scheme: "http",
             headers,
         }
     }
@@ -486,5 +544,52 @@ mod tests {
             false
         )
         .matches(&h));
+    }
+
+    fn header(m: Option<HeaderMatchMethod>, invert: bool) -> HeaderMatcher {
+        HeaderMatcher::new(&HttpRouteHeader {
+            name: "x-tier".into(),
+            invert: Some(invert),
+            r#match: m,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_inverted_value_match_on_a_missing_header_does_not_match() {
+        let none = HeaderMap::new();
+        assert!(!header(Some(HeaderMatchMethod::Exact("gold".into())), true).matches(&none));
+        assert!(!header(Some(HeaderMatchMethod::Prefix("g".into())), true).matches(&none));
+        assert!(!header(Some(HeaderMatchMethod::Regex(".*".into())), true).matches(&none));
+    }
+
+    #[test]
+    fn an_inverted_presence_match_matches_a_missing_header() {
+        let none = HeaderMap::new();
+        assert!(header(None, true).matches(&none));
+        assert!(!header(None, false).matches(&none));
+        let mut h = HeaderMap::new();
+        h.insert("x-tier", "".parse().unwrap());
+        assert!(!header(None, true).matches(&h));
+    }
+
+    #[test]
+    fn a_repeated_header_is_matched_on_its_values_joined_with_commas() {
+        let mut h = HeaderMap::new();
+        h.append("x-tier", "a".parse().unwrap());
+        h.append("x-tier", "b".parse().unwrap());
+        assert!(!header(Some(HeaderMatchMethod::Exact("a".into())), false).matches(&h));
+        assert!(header(Some(HeaderMatchMethod::Exact("a,b".into())), false).matches(&h));
+        assert!(header(Some(HeaderMatchMethod::Prefix("a".into())), false).matches(&h));
+    }
+
+    #[test]
+    fn query_parameters_use_the_first_raw_value_of_a_key() {
+        assert_eq!(query_value(Some("v=1&v=2"), "v"), Some("1"));
+        assert_eq!(query_value(Some("a%20b=1"), "a b"), None);
+        assert_eq!(query_value(Some("a%20b=1"), "a%20b"), Some("1"));
+        assert_eq!(query_value(Some("x=%32"), "x"), Some("%32"));
+        assert_eq!(query_value(Some("flag&y=1"), "flag"), Some(""));
+        assert_eq!(query_value(None, "flag"), None);
     }
 }

@@ -76,7 +76,7 @@ pub async fn serve_listener(
     let graceful = GracefulShutdown::new();
     let mode = Arc::new(mode);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -90,12 +90,9 @@ pub async fn serve_listener(
         let _ = tcp.set_nodelay(true);
         let (rt, mode) = (runtime.clone(), mode.clone());
         let gauge = runtime.stats.active_connections.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let (rt, mode) = (rt.clone(), mode.clone());
-            async move { Ok::<_, Infallible>(handle(rt, &mode, tls_port, req).await) }
-        });
         let tls = tls_port.and_then(|p| runtime.state().listener_tls(p).cloned());
         let watcher = graceful.watcher();
+        let local = tcp.local_addr().ok();
         tokio::spawn(async move {
             // The handshake runs here, off the accept loop, so a slow client stalls no one.
             let io = match tls {
@@ -105,6 +102,15 @@ pub async fn serve_listener(
                     None => return,
                 },
             };
+            let conn = Conn {
+                secure: matches!(io, Downstream::Tls(_)),
+                peer,
+                local,
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let (rt, mode) = (rt.clone(), mode.clone());
+                async move { Ok::<_, Infallible>(handle(rt, &mode, tls_port, conn, req).await) }
+            });
             let conn = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
@@ -145,7 +151,16 @@ fn tls_port(rt: &Runtime, mode: &Mode, bound: u16) -> Option<u16> {
     }
 }
 
-fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
+/// What a request's connection says about it: `:scheme`, and the access log's addresses.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    secure: bool,
+    peer: std::net::SocketAddr,
+    local: Option<std::net::SocketAddr>,
+}
+
+/// The request's authority (absolute-form URI, else Host) as host and port.
+fn authority_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> (&'a str, Option<u16>) {
     let raw = uri
         .authority()
         .map(|a| a.as_str())
@@ -155,10 +170,20 @@ fn host_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
                 .and_then(|h| h.to_str().ok())
         })
         .unwrap_or("");
-    // Strip a port, leaving IPv6 brackets alone.
+    // Split off a port, leaving IPv6 brackets alone.
     match raw.rfind(':') {
-        Some(i) if !raw[i..].contains(']') => &raw[..i],
-        _ => raw,
+        Some(i) if !raw[i..].contains(']') => (&raw[..i], raw[i + 1..].parse().ok()),
+        _ => (raw, None),
+    }
+}
+
+/// `:scheme` as Envoy sees it: the request's own, else that of its connection.
+fn scheme_of(uri: &Uri, conn: Conn) -> &'static str {
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        Some(_) => "http",
+        None if conn.secure => "https",
+        None => "http",
     }
 }
 
@@ -166,6 +191,7 @@ async fn handle(
     rt: Arc<Runtime>,
     mode: &Mode,
     port: Option<u16>,
+    conn: Conn,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let state = rt.state();
@@ -173,34 +199,55 @@ async fn handle(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let (mut parts, body) = req.into_parts();
+    // Once, before anything matches on it: the path routes see is the path the app gets.
+    let normalized = super::path::normalize_uri(&mut parts.uri);
+    let scheme = scheme_of(&parts.uri, conn);
+    parts.extensions.insert(Scheme(scheme));
     // Only what the access log needs, and only when there is one.
-    let logged = state.access_log.as_ref().map(|_| {
-        (
-            std::time::SystemTime::now(),
-            std::time::Instant::now(),
-            req.method().clone(),
-            req.uri()
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pending = state
+        .access_log
+        .as_ref()
+        .map(|logger| super::access_log::Pending {
+            logger: logger.clone(),
+            start: std::time::SystemTime::now(),
+            began: tokio::time::Instant::now(),
+            method: parts.method.clone(),
+            path: parts
+                .uri
                 .path_and_query()
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_default(),
-            req.version(),
-            req.headers().clone(),
-        )
-    });
-    let result = match mode {
-        Mode::Gateway { port } => gateway(&state, *port, req).await,
-        Mode::Egress => egress(&rt, &state, req).await,
-        // serve_listener hands these to `tcp` before any HTTP is spoken.
-        Mode::InboundTcp { .. } | Mode::EgressTcp { .. } => {
-            Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))
-        }
-        Mode::Inbound {
-            app,
-            per_request_timeout_ms,
-        } => {
-            let pool = port.and_then(|p| state.inbound_pool(p));
-            inbound(app, *per_request_timeout_ms, pool, &rt, req).await
-        }
+            scheme,
+            protocol: protocol_name(parts.version),
+            request: parts.headers.clone(),
+            received: received.clone(),
+            downstream_remote: Some(conn.peer),
+            downstream_local: conn.local,
+        });
+    let body = match pending {
+        Some(_) => super::access_log::CountedBody::new(body, received).boxed(),
+        None => body.boxed(),
+    };
+    let req = Request::from_parts(parts, body);
+    let result = match (normalized, mode) {
+        (Err(e), _) => Err(ProxyError::BadRequest(e.to_string())),
+        (Ok(()), mode) => match mode {
+            Mode::Gateway { port } => gateway(&state, *port, req).await,
+            Mode::Egress => egress(&rt, &state, req).await,
+            // serve_listener hands these to `tcp` before any HTTP is spoken.
+            Mode::InboundTcp { .. } | Mode::EgressTcp { .. } => {
+                Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))
+            }
+            Mode::Inbound {
+                app,
+                per_request_timeout_ms,
+            } => {
+                let pool = port.and_then(|p| state.inbound_pool(p));
+                inbound(app, *per_request_timeout_ms, pool, &rt, req).await
+            }
+        },
     };
     let (resp, flags) = match result {
         Ok(resp) => (resp, "-"),
@@ -224,28 +271,24 @@ async fn handle(
             )
         }
     };
-    if let (Some(log), Some((start, began, method, path, version, headers))) =
-        (&state.access_log, logged)
-    {
-        let upstream = resp
-            .extensions()
-            .get::<UpstreamHost>()
-            .map(|u| u.0.as_str());
-        log.log(&super::access_log::Entry {
-            start,
-            method: method.as_str(),
-            path: &path,
-            protocol: protocol_name(version),
-            status: resp.status().as_u16(),
-            duration_ms: began.elapsed().as_millis(),
-            upstream,
-            flags,
-            request: &headers,
-            response: resp.headers(),
-        });
+    match pending {
+        // The line is written when the body has been sent, so it counts real bytes.
+        Some(pending) => {
+            let answer = super::access_log::Answer {
+                status: resp.status().as_u16(),
+                response: resp.headers().clone(),
+                upstream: resp.extensions().get::<UpstreamHost>().map(|u| u.0.clone()),
+                flags,
+            };
+            resp.map(|b| super::access_log::LoggedBody::new(b, pending, answer).boxed())
+        }
+        None => resp,
     }
-    resp
 }
+
+/// The request's `:scheme`, for route matching.
+#[derive(Clone, Copy)]
+struct Scheme(&'static str);
 
 /// The endpoint that answered, for the access log.
 #[derive(Clone)]
@@ -289,17 +332,21 @@ fn reason_label(e: &ProxyError) -> &'static str {
 async fn gateway(
     state: &State,
     port: u16,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
-    let host = host_of(&parts.uri, &parts.headers).to_owned();
+    let (host, host_port) = authority_of(&parts.uri, &parts.headers);
+    let host = host.to_owned();
+    let scheme = scheme_ext(&parts);
     let view = RequestView {
         method: &parts.method,
         path: &path,
         query: query.as_deref(),
         host: &host,
+        port: host_port,
+        scheme,
         headers: &parts.headers,
     };
     let gr = state
@@ -315,15 +362,23 @@ async fn gateway(
     if let Ok(v) = HeaderValue::from_str(&new_host) {
         parts.headers.insert(http::header::HOST, v);
     }
+    // The gateway route's target (and its port, settled by compile) picks the service's
+    // routes; the client's Host port was the gateway's, not the service's.
     let view = RequestView {
         method: &parts.method,
         path: &new_path,
         query: query.as_deref(),
         host: &new_host,
+        port: None,
+        scheme,
         headers: &parts.headers,
     };
     let route = service_route(state, &gr.service, &view)?;
     forward(state, route, parts, body, &new_path, query.as_deref()).await
+}
+
+fn scheme_ext(parts: &http::request::Parts) -> &'static str {
+    parts.extensions.get::<Scheme>().map_or("http", |s| s.0)
 }
 
 fn service_route<'a>(
@@ -353,12 +408,13 @@ fn service_route<'a>(
 async fn egress(
     rt: &Runtime,
     state: &State,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
-    let service = host_of(&parts.uri, &parts.headers).to_owned();
+    let (service, service_port) = authority_of(&parts.uri, &parts.headers);
+    let service = service.to_owned();
     if service.is_empty() {
         return Err(ProxyError::BadRequest(
             "no Host header naming a virtual service".into(),
@@ -375,6 +431,8 @@ async fn egress(
         path: &path,
         query: query.as_deref(),
         host: &service,
+        port: service_port,
+        scheme: scheme_ext(&parts),
         headers: &parts.headers,
     };
     let route = service_route(state, &service, &view)?;
@@ -388,7 +446,7 @@ async fn inbound(
     timeout_ms: u64,
     pool: Option<&Arc<Limiter>>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     let permit = match pool {
@@ -406,7 +464,7 @@ async fn inbound(
         .parse()
         .map_err(|_| ProxyError::BadRequest("bad request target".into()))?;
     strip_hop_by_hop(&mut parts.headers);
-    let req = Request::from_parts(parts, body.boxed());
+    let req = Request::from_parts(parts, body);
     let send = rt.clients.h1.request(req);
     let resp = match tokio::time::timeout_at(deadline, send).await {
         Err(_) => return Err(ProxyError::Timeout(timeout_ms)),

@@ -54,12 +54,12 @@ pub(super) async fn serve(
     let target = Arc::new(target);
     let mut conns = JoinSet::new();
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             // Reap finished connections so the set does not grow with every one ever served.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
+                Ok(conn) => conn,
                 Err(e) => {
                     tracing::warn!(%e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -71,10 +71,33 @@ pub(super) async fn serve(
         let (rt, target) = (runtime.clone(), target.clone());
         conns.spawn(async move {
             let state = rt.state();
+            let (start, began, local) = (
+                std::time::SystemTime::now(),
+                Instant::now(),
+                tcp.local_addr().ok(),
+            );
             let result = match &*target {
                 Target::App { app, port } => inbound(&rt, &state, tcp, app, *port).await,
                 Target::Service { service, port } => egress(&rt, &state, tcp, service, *port).await,
             };
+            // Envoy's tcp_proxy logs each connection when it closes, refused ones included.
+            if let Some(log) = &state.access_log {
+                let (spliced, flags) = match &result {
+                    Ok(s) => (Some(s), "-"),
+                    Err(e) => (None, flags(e)),
+                };
+                log.log(&super::access_log::Entry {
+                    start,
+                    duration_ms: began.elapsed().as_millis(),
+                    bytes_received: spliced.map_or(0, |s| s.received),
+                    bytes_sent: spliced.map_or(0, |s| s.sent),
+                    http: None,
+                    upstream: spliced.map(|s| s.upstream.as_str()),
+                    flags,
+                    downstream_remote: Some(peer),
+                    downstream_local: local,
+                });
+            }
             if let Err(e) = result {
                 tracing::debug!(proxy = %rt.identity, error = %e, "tcp connection refused");
                 rt.stats
@@ -99,6 +122,25 @@ pub(super) async fn serve(
     }
 }
 
+/// What a spliced connection carried, for its access log line.
+struct Spliced {
+    upstream: String,
+    /// Bytes from the client.
+    received: u64,
+    /// Bytes to the client.
+    sent: u64,
+}
+
+/// Envoy's response flags for a connection the proxy could not splice.
+fn flags(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::Overflow { .. } => "UO",
+        ProxyError::NoRoute(_) | ProxyError::NotABackend { .. } => "NR",
+        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoProvider(_) => "UH",
+        _ => "UF",
+    }
+}
+
 fn reason(e: &ProxyError) -> &'static str {
     match e {
         ProxyError::Overflow { .. } => "overflow",
@@ -116,7 +158,7 @@ async fn inbound(
     tcp: TcpStream,
     app: &str,
     port: Option<u16>,
-) -> Result<(), ProxyError> {
+) -> Result<Spliced, ProxyError> {
     let listener = port.and_then(|p| state.config.listeners.iter().find(|l| l.port == p));
     let idle = listener.map_or(DEFAULT_IDLE_TIMEOUT_MS, |l| l.idle_timeout_ms);
     // `maxConnections` is a hard cap with no queue: over it, the connection is closed at
@@ -143,14 +185,18 @@ async fn inbound(
         state.config.identity.name,
         port.unwrap_or_default()
     );
-    splice(
+    let (received, sent) = splice(
         down,
         up,
         Duration::from_millis(idle),
         &Counters::new(&rt.stats, &label),
     )
     .await;
-    Ok(())
+    Ok(Spliced {
+        upstream: app.to_owned(),
+        received,
+        sent,
+    })
 }
 
 /// One egress connection: a target by weight, an endpoint, retried elsewhere on connect
@@ -161,7 +207,7 @@ async fn egress(
     tcp: TcpStream,
     service: &str,
     port: Option<u16>,
-) -> Result<(), ProxyError> {
+) -> Result<Spliced, ProxyError> {
     let route = route_for(state, service, port).ok_or_else(|| {
         ProxyError::NoRoute(format!("no tcp route on {service} for --egress-tcp"))
     })?;
@@ -179,8 +225,12 @@ async fn egress(
                 cluster.record(&ep, false);
                 let counters = Counters::new(&rt.stats, &cluster.name);
                 let idle = Duration::from_millis(route.idle_timeout_ms);
-                splice(tcp, up, idle, &counters).await;
-                return Ok(());
+                let (received, sent) = splice(tcp, up, idle, &counters).await;
+                return Ok(Spliced {
+                    upstream: ep.address.clone(),
+                    received,
+                    sent,
+                });
             }
             Err(reason) => {
                 tracing::debug!(cluster = %cluster.name, endpoint = %ep.address, %reason, attempt, "tcp connect failed");
@@ -282,8 +332,8 @@ impl Counters {
 
 /// Copies both ways until both sides have closed, either fails, or nothing moved for `idle`.
 /// A side's EOF is passed on as a half-close, so request/response protocols that close their
-/// sending side first still get their answer.
-async fn splice<D, U>(down: D, up: U, idle: Duration, counters: &Counters)
+/// sending side first still get their answer. Returns the bytes from and to the client.
+async fn splice<D, U>(down: D, up: U, idle: Duration, counters: &Counters) -> (u64, u64)
 where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -293,6 +343,7 @@ where
     let (mut up_r, mut up_w) = tokio::io::split(up);
     let (mut from_down, mut from_up) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
     let (mut down_open, mut up_open) = (true, true);
+    let (mut received, mut sent) = (0u64, 0u64);
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     while down_open || up_open {
@@ -306,7 +357,9 @@ where
                     if up_w.write_all(&from_down[..n]).await.is_err() {
                         break;
                     }
-                    counters.bytes_in.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+                    let n = u64::try_from(n).unwrap_or(u64::MAX);
+                    received += n;
+                    counters.bytes_in.inc_by(n);
                     timer.as_mut().reset(Instant::now() + idle);
                 }
                 Err(_) => break,
@@ -320,7 +373,9 @@ where
                     if down_w.write_all(&from_up[..n]).await.is_err() {
                         break;
                     }
-                    counters.bytes_out.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+                    let n = u64::try_from(n).unwrap_or(u64::MAX);
+                    sent += n;
+                    counters.bytes_out.inc_by(n);
                     timer.as_mut().reset(Instant::now() + idle);
                 }
                 Err(_) => break,
@@ -333,4 +388,5 @@ where
         }
     }
     counters.active.dec();
+    (received, sent)
 }
