@@ -29,7 +29,7 @@ impl IntoResponse for ApiError {
             // The client gets a fixed text; the cause goes to the log only.
             tracing::error!(error = format!("{source:#}"), "internal error");
         } else {
-            tracing::debug!(error_type = self.error_type(), message = %self, "request refused");
+            tracing::debug!(error_type = self.error_type(), message = ?self.to_string(), "request refused");
         }
         let kind = self.error_type();
         (

@@ -8,17 +8,16 @@ mod auth;
 mod error;
 mod ops;
 mod request;
+mod serve;
 pub mod sigv4;
 mod tls;
 
-pub use tls::{serve_tls, server_config};
+pub use serve::{serve_with as serve, Limits, MAX_HEADER_BYTES};
+pub use tls::server_config;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use auth::{load_or_create_credentials, parse_credentials, CREDENTIALS_FILE};
 pub use request::MAX_BODY;
@@ -43,9 +42,22 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .fallback(appmesh::unknown_operation)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // Before routing, so no handler ever sees a path its signer read differently.
+        .layer(axum::middleware::from_fn(refuse_dot_segments))
         // Outermost, so every log line below carries the request id.
         .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
+}
+
+async fn refuse_dot_segments(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match request::check_path_segments(req.uri().path()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Gives each request an id (returned as `x-amzn-RequestId`, as AWS does) and a span that
@@ -68,17 +80,4 @@ async fn request_span(
         response.headers_mut().insert("x-amzn-RequestId", v);
     }
     response
-}
-
-/// Serves the API on `listener` until `shutdown` fires, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
-    Ok(())
 }

@@ -33,11 +33,18 @@ impl FromRequest<AppState> for Signed {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
-        if let Some(len) = parts
+        // Who is calling is settled before a byte of body is buffered: a request with no
+        // live session and no signature by a known key is refused without reading its
+        // body, so unauthenticated clients cannot make the API hold megabytes for them.
+        let session = super::admin::session_caller(&parts.method, &parts.headers);
+        if session.is_none() {
+            super::sigv4::check_key(&state.keys, &parts.headers)?;
+        }
+        let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        {
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(len) = declared {
             if len > MAX_BODY as u64 {
                 if len <= DRAIN_LIMIT {
                     drain(body).await;
@@ -45,11 +52,18 @@ impl FromRequest<AppState> for Signed {
                 return Err(too_large(len));
             }
         }
-        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-            ApiError::bad_request(format!(
-                "request body is larger than the limit of {MAX_BODY} bytes"
-            ))
-        })?;
+        // Bodies being read share one budget, so even signed clients together hold at most
+        // `BUFFER_BUDGET` of bodies in memory; the rest wait their turn.
+        let want = declared.map_or(MAX_BODY, |len| usize::try_from(len).unwrap_or(MAX_BODY));
+        let _budget = body_budget(want).await?;
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|e| match stalled(&e) {
+                Some(msg) => ApiError::bad_request(format!("request body: {msg}")),
+                None => ApiError::bad_request(format!(
+                    "request body is larger than the limit of {MAX_BODY} bytes"
+                )),
+            })?;
         // HTTP/2 carries the host as `:authority`, not as a Host header; clients sign it as
         // `host` either way.
         if !parts.headers.contains_key(http::header::HOST) {
@@ -70,7 +84,7 @@ impl FromRequest<AppState> for Signed {
         let method = parts.method.clone();
         // The admin page's way in: a session cookie (and a CSRF token on writes) instead
         // of a signature. A request with an Authorization header is always checked by SigV4.
-        let caller = match super::admin::session_caller(&method, &parts.headers) {
+        let caller = match session {
             Some(session) => session?,
             None => super::auth::verify_request(
                 state,
@@ -103,6 +117,55 @@ impl FromRequest<AppState> for Signed {
             body,
         })
     }
+}
+
+/// Refuses `.` and `..` path segments (also percent-encoded). SigV4 signers resolve them
+/// before signing while the router takes the path as sent, so such a request could be
+/// signed for one resource and act on another; refusing them makes both see one string.
+pub(super) fn check_path_segments(path: &str) -> Result<(), ApiError> {
+    for segment in path.split('/') {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        if decoded == "." || decoded == ".." {
+            return Err(ApiError::bad_request(format!(
+                "path: the segment {segment:?} is not allowed (resource names may not be . or ..)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Most request-body bytes all requests together may hold while they are read.
+const BUFFER_BUDGET: usize = 64 << 20;
+/// The budget is counted in KiB, so it fits a semaphore's `u32` permits.
+const BUDGET_UNIT: usize = 1024;
+/// Longest a request waits for room in the budget before it is told to come back.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn body_budget(len: usize) -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    static BUDGET: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let budget = BUDGET.get_or_init(|| tokio::sync::Semaphore::new(BUFFER_BUDGET / BUDGET_UNIT));
+    let units = u32::try_from(len.min(MAX_BODY).div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many(units)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(e)) => Err(ApiError::internal(anyhow::anyhow!(
+            "body budget closed: {e}"
+        ))),
+        Err(_) => Err(ApiError::ServiceUnavailable(
+            "the API is reading too many request bodies at once; try again".into(),
+        )),
+    }
+}
+
+/// The stall message when a body read failed because the client stopped sending.
+fn stalled(err: &axum::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(s) = e.downcast_ref::<super::serve::BodyStalled>() {
+            return Some(s.to_string());
+        }
+        source = e.source();
+    }
+    None
 }
 
 async fn drain(body: axum::body::Body) {

@@ -94,6 +94,28 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
     })
 }
 
+/// The cheap part of `verify`, run before the body is read: the request carries an
+/// Authorization header for this service by a key this control plane knows.
+pub fn check_key(keys: &Keys, headers: &HeaderMap) -> Result<(), ApiError> {
+    let auth = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::MissingAuthenticationToken(
+                "Missing Authentication Token: the request is not signed".into(),
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::IncompleteSignature("Authorization header is not ASCII".into()))?;
+    let auth = parse_authorization(auth)?;
+    if keys.secret(auth.access_key_id).is_none() {
+        return Err(ApiError::UnrecognizedClient(format!(
+            "The security token included in the request is invalid: access key id {} is not known",
+            auth.access_key_id
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a request's signature. `uri` is the path and query exactly as received.
 /// Returns the access key id that signed it.
 pub fn verify(

@@ -6,6 +6,7 @@
 mod authority;
 mod files;
 mod leaf;
+pub mod private;
 
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -54,6 +55,9 @@ pub enum CaError {
     /// rcgen refused to build a certificate.
     #[error("certificate generation: {0}")]
     Generate(String),
+    /// The CA's directory is a link, another user's, or cannot be created.
+    #[error(transparent)]
+    Dir(#[from] private::PrivateFsError),
 }
 
 impl CaError {
@@ -163,16 +167,7 @@ impl Ca {
         config: CaConfig,
         now: OffsetDateTime,
     ) -> Result<Ca, CaError> {
-        let io = |source| CaError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-        }
+        private::open_private_dir(dir)?;
         let state_path = dir.join(STATE_FILE);
         let ca = if state_path.exists() {
             let text = files::read(&state_path)?;

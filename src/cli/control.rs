@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::notify;
 use crate::api::{self, AppState};
-use crate::ca::{Ca, CaConfig, CERTS_DIR, DEFAULT_TRUST_DOMAIN};
+use crate::ca::{private, Ca, CaConfig, CERTS_DIR, DEFAULT_TRUST_DOMAIN};
 use crate::store::Store;
 use crate::sync::{self, Registry};
 
@@ -55,14 +55,32 @@ pub struct ControlArgs {
     /// milliseconds, in case it is only reconnecting.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub sync_grace_ms: u64,
+    /// Longest a client may take to send a request's head (request line and headers), in
+    /// milliseconds, from connecting or from the end of its last response; then the
+    /// connection is closed. Stops clients that open connections and never finish a request.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body, in milliseconds; a stalled upload
+    /// is answered 400 and its buffer freed.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub body_read_timeout_ms: u64,
+    /// Longest a whole API request may take, in milliseconds, head to response (503 after).
+    /// Also bounds how long shutdown waits for a slow request.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub request_timeout_ms: u64,
+    /// Most API connections open at once; past it a new connection gets a 503 ("too many
+    /// open connections") over plain HTTP, or is closed over TLS. Request heads over 60 KiB
+    /// get a 431 regardless.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    restrict_dir(&args.data_dir)?;
+    private::open_private_dir(&args.data_dir).context("the data directory")?;
+    private::refuse_link(&args.data_dir.join(api::CREDENTIALS_FILE))?;
     let keys = api::load_or_create_credentials(&args.data_dir)?;
     let store_path = args.data_dir.join(STORE_FILE);
+    prepare_store_file(&store_path)?;
     let store = Store::open(&store_path, &args.region).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     tracing::info!(store = %store_path.display(), account = store.account(), version = store.version(), "store open");
     let ca_config = CaConfig {
@@ -117,10 +135,14 @@ pub async fn run(args: ControlArgs, shutdown: CancellationToken) -> anyhow::Resu
         stop.cancelled().await;
         notify::stopping();
     });
-    match tls {
-        Some(tls) => api::serve_tls(listener, state, tls, shutdown).await?,
-        None => api::serve(listener, state, shutdown).await?,
-    }
+    let limits = api::Limits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        drain_deadline: api::Limits::default().drain_deadline,
+    };
+    api::serve(listener, state, limits, tls, shutdown).await?;
     let _ = sync_task.await;
     tracing::info!("control plane stopped");
     Ok(())
@@ -167,13 +189,19 @@ fn spawn_ca_maintenance(ca: Arc<Ca>, shutdown: CancellationToken) {
     });
 }
 
-/// The data directory holds keys and credentials: only its owner may list it.
-fn restrict_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+/// The store is created 0600 before redb opens it (redb initialises an empty file), and an
+/// older one is set to 0600; a link in its place (which would put the database elsewhere)
+/// is refused.
+fn prepare_store_file(path: &std::path::Path) -> anyhow::Result<()> {
+    private::refuse_link(path)?;
+    if !path.exists() {
+        private::create_fresh(path, 0o600)?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {} to its owner", dir.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {} to its owner", path.display()))?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::notify;
 use crate::compile::{ListenerRole, ProxyConfig};
 use crate::model::spec::PortProtocol;
 use crate::model::Identity;
-use crate::proxy::{serve_admin, serve_listener, Mode, Runtime};
+use crate::proxy::{serve_admin, serve_listener, ListenerLimits, Mode, Runtime};
 use crate::sync::client::{self, Client, ClientOptions, Event};
 use crate::sync::StateDir;
 
@@ -55,6 +55,31 @@ pub struct SourceArgs {
     /// control plane instead.
     #[arg(long, requires = "config")]
     pub credentials_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: ListenerLimitArgs,
+}
+
+/// Limits on what downstream clients may hold of the proxy's HTTP listeners.
+#[derive(Debug, clap::Args)]
+pub struct ListenerLimitArgs {
+    /// Longest a downstream client may take to send a request head, in milliseconds (from
+    /// connecting, or from the end of its last response); then the connection is closed.
+    /// Heads over 60 KiB are answered 431 regardless, as Envoy does.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub header_read_timeout_ms: u64,
+    /// Most open downstream connections per listener; past it a new connection gets a 503
+    /// ("too many open connections") on plain HTTP, or is closed on TLS.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+}
+
+impl ListenerLimitArgs {
+    fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -376,6 +401,7 @@ async fn run(
         let config = load(path)?;
         check_kind(&config.identity, &role, &path.display().to_string())?;
         let rt = Runtime::new(config.clone(), listeners_stop.clone())?;
+        rt.set_limits(source.limits.limits());
         if let Some(dir) = &source.credentials_dir {
             crate::proxy::watch_credentials_dir(&rt, dir, listeners_stop.clone())?;
         }
@@ -473,6 +499,7 @@ async fn run(
         },
     };
     let rt = Runtime::new(first.clone(), listeners_stop.clone())?;
+    rt.set_limits(source.limits.limits());
     let _ = runtime_cell.set(rt.clone());
     // The leaf from enrolment (or the state dir) is the data plane's TLS identity too.
     rt.set_credentials(creds.clone())

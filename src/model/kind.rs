@@ -129,12 +129,42 @@ impl ResourceName {
                 "{field}: {value:?} may not contain '/' or control characters"
             )));
         }
+        if let Some(c) = value.chars().find(|c| is_invisible(*c)) {
+            return Err(ApiError::bad_request(format!(
+                "{field}: {value:?} may not contain the invisible or direction-changing character U+{:04X}",
+                u32::from(c)
+            )));
+        }
+        // `.` and `..` are path segments that clients and signers resolve away, so a
+        // resource with such a name could be created but never named again in a URL.
+        if value.chars().all(|c| c == '.') {
+            return Err(ApiError::bad_request(format!(
+                "{field}: {value:?} may not consist of dots only"
+            )));
+        }
         Ok(Self(value.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that render as nothing or reorder the text around them (bidi overrides and
+/// isolates, zero-width spaces and joiners, the BOM): two names that look the same must
+/// be the same name.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 impl fmt::Display for ResourceName {

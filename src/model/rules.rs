@@ -136,6 +136,9 @@ fn check_health_check_port(i: usize, check_port: Option<u16>, port: u16) -> Resu
 
 fn check_virtual_node(vn: &VirtualNodeSpec) -> Result<(), ApiError> {
     check_logging(vn.logging.as_ref())?;
+    if let Some(crate::model::spec::ServiceDiscovery::Dns(dns)) = &vn.service_discovery {
+        check_host_name("spec.serviceDiscovery.dns.hostname", &dns.hostname)?;
+    }
     let listeners = vn.listeners();
     check_unique_ports(listeners.iter().map(|l| l.port_mapping.port))?;
     for (i, l) in listeners.iter().enumerate() {
@@ -442,6 +445,30 @@ fn check_hostname_match(base: &str, exact: bool, suffix: bool) -> Result<(), Api
         return Err(bad(
             &format!("{base}.match.hostname"),
             "exactly one of exact, suffix must be set",
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS host name (RFC 1123): at most 253 characters, dot-separated labels of 1 to 63
+/// letters, digits, `-` and `_` (service records use it), no label starting or ending
+/// with `-`; one trailing dot (a rooted name) is allowed. An IP address passes too.
+fn check_host_name(path: &str, name: &str) -> Result<(), ApiError> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if bare.is_empty() || name.len() > 253 || !bare.split('.').all(label_ok) {
+        return Err(bad(
+            path,
+            format!("{name:?} is not a host name (dot-separated labels of 1 to 63 letters, digits, '-' or '_', 253 characters at most)"),
         ));
     }
     Ok(())

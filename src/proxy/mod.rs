@@ -6,6 +6,7 @@ mod admin;
 mod error;
 mod forward;
 mod health;
+mod limits;
 mod outlier;
 mod path;
 mod pool;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::serve_admin;
 pub use error::ProxyError;
+pub use limits::ListenerLimits;
 pub use route_table::{RequestView, RouteTable};
 pub use server::{serve_listener, Mode};
 pub use tls::{watch_credentials_dir, Credentials, TlsError, UpstreamTlsError, FILE_POLL};
@@ -106,6 +108,8 @@ pub struct Runtime {
     tls: Arc<tls::TlsStore>,
     /// Stops every health checker when the proxy stops.
     shutdown: CancellationToken,
+    /// Set once by the CLI before listeners start; the defaults otherwise.
+    limits: std::sync::OnceLock<ListenerLimits>,
 }
 
 impl Runtime {
@@ -126,7 +130,18 @@ impl Runtime {
             stats,
             tls,
             shutdown,
+            limits: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sets the downstream limits of every HTTP listener started after this call; a second
+    /// call is ignored (the limits are fixed for the process's life).
+    pub fn set_limits(&self, limits: ListenerLimits) {
+        let _ = self.limits.set(limits);
+    }
+
+    pub(crate) fn limits(&self) -> ListenerLimits {
+        self.limits.get().copied().unwrap_or_default()
     }
 
     /// Installs the proxy's own certificate, key and CA bundle, after checking that they

@@ -9,8 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -75,6 +74,8 @@ pub async fn serve_listener(
     }
     let graceful = GracefulShutdown::new();
     let mode = Arc::new(mode);
+    let limits = runtime.limits();
+    let slots = limits.connection_slots();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -87,13 +88,20 @@ pub async fn serve_listener(
                 }
             },
         };
+        let tls = tls_port.and_then(|p| runtime.state().listener_tls(p).cloned());
+        let Some(slot) = super::limits::take_slot(&slots, peer) else {
+            if tls.is_none() {
+                tokio::spawn(super::limits::refuse(tcp));
+            }
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (rt, mode) = (runtime.clone(), mode.clone());
         let gauge = runtime.stats.active_connections.clone();
-        let tls = tls_port.and_then(|p| runtime.state().listener_tls(p).cloned());
         let watcher = graceful.watcher();
         let local = tcp.local_addr().ok();
         tokio::spawn(async move {
+            let _slot = slot;
             // The handshake runs here, off the accept loop, so a slow client stalls no one.
             let io = match tls {
                 None => Downstream::Plain(tcp),
@@ -111,7 +119,8 @@ pub async fn serve_listener(
                 let (rt, mode) = (rt.clone(), mode.clone());
                 async move { Ok::<_, Infallible>(handle(rt, &mode, tls_port, conn, req).await) }
             });
-            let conn = auto::Builder::new(TokioExecutor::new())
+            let conn = limits
+                .http_builder()
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
             gauge.inc();

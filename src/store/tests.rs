@@ -273,3 +273,37 @@ fn tags_add_replace_remove_and_limit() {
     ));
     assert!(store.describe(&id).unwrap().row.tags.is_empty());
 }
+
+#[test]
+fn admin_users_are_listed_given_new_passwords_and_deleted() {
+    let (_d, store) = open();
+    assert!(store.list_admins().unwrap().is_empty(), "no table yet");
+    store.create_admin("ops", "$argon2id$one").unwrap();
+    store.create_admin("dev", "$argon2id$two").unwrap();
+    let names: Vec<String> = store
+        .list_admins()
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    assert_eq!(names, ["dev", "ops"]);
+    store.set_admin_password("ops", "$argon2id$three").unwrap();
+    assert_eq!(
+        store.admin_password_hash("ops").unwrap().as_deref(),
+        Some("$argon2id$three")
+    );
+    assert!(matches!(
+        store.set_admin_password("nobody", "x"),
+        Err(ApiError::NotFound(_))
+    ));
+    assert!(
+        store.admin_password_hash("nobody").unwrap().is_none(),
+        "not created"
+    );
+    store.delete_admin("dev").unwrap();
+    assert!(matches!(
+        store.delete_admin("dev"),
+        Err(ApiError::NotFound(_))
+    ));
+    assert_eq!(store.list_admins().unwrap().len(), 1);
+}

@@ -48,25 +48,29 @@ impl StateDir {
     /// Opens (creating, 0700) the directory, and claims it for `identity`: a directory that
     /// belongs to another identity is refused rather than silently mixed.
     pub fn open(dir: &Path, identity: &Identity) -> Result<StateDir, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
+        crate::ca::private::open_private_dir(dir).map_err(|e| e.to_string())?;
         let s = StateDir {
             dir: dir.to_path_buf(),
         };
         let path = s.path("identity");
+        // Every file the proxy reads back must be a real file of its own: a link could
+        // feed it another key, or (below) get a file's text printed in an error.
+        for name in ["identity", "key.pem", "cert.pem", "ca.pem", "config.json"] {
+            crate::ca::private::refuse_link(&s.path(name)).map_err(|e| e.to_string())?;
+        }
         match std::fs::read_to_string(&path) {
             Ok(owner) if owner.trim() == identity.to_string() => {}
             Ok(owner) => {
+                // Shown only if it is an identity: the file is ours, but its text is not
+                // echoed blindly.
+                let owner = Identity::parse(owner.trim()).map_or_else(
+                    |_| "something that is not an identity".to_owned(),
+                    |i| i.to_string(),
+                );
                 return Err(format!(
-                    "{} belongs to {}, not {identity}; use another --state-dir",
+                    "{} belongs to {owner}, not {identity}; use another --state-dir",
                     dir.display(),
-                    owner.trim()
-                ))
+                ));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 write_atomic(&path, identity.to_string().as_bytes()).map_err(|e| e.to_string())?

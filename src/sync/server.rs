@@ -366,11 +366,11 @@ async fn handle(conn: quinn::Connection, ctx: Arc<Context>, shutdown: Cancellati
             } => {
                 let reply = match enrol(&ctx, &token, &identity, &csr_pem).await {
                     Ok(m) => {
-                        tracing::info!(%identity, "proxy enrolled");
+                        tracing::info!(identity = ?identity, "proxy enrolled");
                         m
                     }
                     Err(reason) => {
-                        tracing::warn!(%identity, %reason, "enrolment refused");
+                        tracing::warn!(identity = ?identity, reason = ?reason, "enrolment refused");
                         ToProxy::Refused { reason }
                     }
                 };
@@ -580,7 +580,7 @@ async fn session(
                         ctx.registry.acked(id, version);
                     }
                     ToControl::Nack { version, error } => {
-                        tracing::warn!(version, %error, "config nacked; the proxy stays on its previous config");
+                        tracing::warn!(version, error = ?error, "config nacked; the proxy stays on its previous config");
                         ctx.registry.nacked(id, version, error);
                     }
                     ToControl::Health { healthy } => ctx.registry.set_health(id, healthy),

@@ -35,7 +35,7 @@ const MIN_PASSWORD_LEN: usize = 12;
 /// Longest user name or secret read at sign-in; Argon2 over megabytes is a cheap DoS.
 const MAX_CREDENTIAL_LEN: usize = 256;
 
-/// Marks requests that arrived over TLS (inserted by `tls::serve_tls`), so the session
+/// Marks requests that arrived over TLS (inserted by `serve::serve_with`), so the session
 /// cookie gets `Secure` there and still works over plain HTTP on loopback.
 #[derive(Clone, Copy, Debug)]
 pub struct ServedOverTls;
@@ -110,7 +110,18 @@ pub(super) fn routes() -> Router<AppState> {
             post(sign_in).get(whoami).delete(sign_out),
         )
         .route("/appliance/v1/admin/version", get(version))
-        .route("/appliance/v1/admin/users", post(create_user))
+        .route(
+            "/appliance/v1/admin/users",
+            post(create_user).get(list_users),
+        )
+        .route(
+            "/appliance/v1/admin/users/{user}",
+            axum::routing::delete(delete_user),
+        )
+        .route(
+            "/appliance/v1/admin/users/{user}/password",
+            axum::routing::put(set_password),
+        )
 }
 
 /// The caller of a request that carries a session cookie and no SigV4 signature: `None`
@@ -214,8 +225,8 @@ fn client_addr(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip())
-        // Served without connection info (TLS, in-process tests): all callers share one
-        // bucket, which errs towards refusing.
+        // Both accept loops (plain and TLS) insert the peer's address; only in-process
+        // tests serve without it, and there all callers share one bucket.
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
@@ -243,7 +254,9 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response
             "sign-in takes a JSON body (Content-Type: application/json)".into(),
         ));
     }
-    if let Err(wait) = lock(&admin().failures).check(addr, Instant::now()) {
+    // Counted before the body is read or a hash is run: a burst of parallel guesses gets
+    // only the limit's worth of Argon2 runs, not one per request.
+    if let Err(wait) = lock(&admin().failures).begin_attempt(addr, Instant::now()) {
         tracing::warn!(%addr, "sign-in refused: too many failures");
         return Err(AdminError::TooManyAttempts(wait.as_secs().max(1)));
     }
@@ -260,16 +273,22 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response
     let ok = state.keys.matches(&form.user, &form.secret) || {
         let store = state.store.clone();
         let (user, secret) = (form.user.clone(), form.secret.clone());
+        // At most one Argon2 run per core at a time (each takes about 19 MiB): a burst
+        // from many addresses queues here instead of growing the heap.
+        let _permit = hash_slots()
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("hash semaphore closed: {e}")))?;
         blocking(move || password_matches(&store, &user, &secret)).await?
     };
     if !ok {
-        lock(&admin().failures).record_failure(addr, Instant::now());
-        tracing::warn!(%addr, user = %form.user, "sign-in failed");
+        // The attempt was counted by `begin_attempt`.
+        tracing::warn!(%addr, user = ?form.user, "sign-in failed");
         return Err(AdminError::BadCredentials);
     }
     lock(&admin().failures).record_success(addr);
     let (token, session) = lock(&admin().sessions).start(&form.user, Instant::now());
-    tracing::info!(%addr, user = %form.user, "admin signed in");
+    tracing::info!(%addr, user = ?form.user, "admin signed in");
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         session::MAX_LIFETIME.as_secs(),
@@ -283,12 +302,42 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response
     Ok(secure_headers(response))
 }
 
+/// Permits for concurrent Argon2 runs (sign-in checks and new passwords): one per core.
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// A hash of a random password with the same parameters as real ones. An unknown user name
+/// is checked against it, so a sign-in takes as long whether or not the user exists.
+fn dummy_hash() -> Option<&'static str> {
+    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            let mut password = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut password);
+            Argon2::default()
+                .hash_password(&password, &salt)
+                .ok()
+                .map(|h| h.to_string())
+        })
+        .as_deref()
+}
+
 fn password_matches(
     store: &crate::store::Store,
     user: &str,
     password: &str,
 ) -> Result<bool, ApiError> {
     let Some(stored) = store.admin_password_hash(user)? else {
+        if let Some(dummy) = dummy_hash().and_then(|d| PasswordHash::new(d).ok()) {
+            // Same work as a real check; the answer is no either way.
+            let _ = Argon2::default().verify_password(password.as_bytes(), &dummy);
+        }
         return Ok(false);
     };
     let hash = PasswordHash::new(&stored).map_err(|e| {
@@ -318,7 +367,7 @@ async fn sign_out(headers: HeaderMap) -> Result<Response, AdminError> {
         return Err(AdminError::Csrf);
     }
     lock(&admin().sessions).end(&token);
-    tracing::info!(user = %session.user, "admin signed out");
+    tracing::info!(user = ?session.user, "admin signed out");
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -353,6 +402,16 @@ async fn create_user(State(state): State<AppState>, req: Signed) -> Result<Json<
             "UserName: {user:?} must be 1 to 64 of A-Z a-z 0-9 - _ . @"
         )));
     }
+    let hash = hash_password(password_field(&body)?).await?;
+    let store = state.store.clone();
+    let name = user.clone();
+    blocking(move || store.create_admin(&name, &hash)).await?;
+    tracing::info!(user = ?user, "admin user created");
+    Ok(Json(json!({ "UserName": user })))
+}
+
+/// The body's `Password`, within the length rules.
+fn password_field(body: &Value) -> Result<String, ApiError> {
     let password = match body.get("Password") {
         Some(Value::String(p)) => p.clone(),
         _ => return Err(ApiError::bad_request("Password: must be a string")),
@@ -362,17 +421,66 @@ async fn create_user(State(state): State<AppState>, req: Signed) -> Result<Json<
             "Password: must be {MIN_PASSWORD_LEN} to {MAX_CREDENTIAL_LEN} characters"
         )));
     }
-    let store = state.store.clone();
-    let name = user.clone();
+    Ok(password)
+}
+
+/// An Argon2id PHC string of `password`, computed under the hash semaphore.
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _permit = hash_slots()
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("hash semaphore closed: {e}")))?;
     blocking(move || {
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        let hash = Argon2::default()
+        Ok(Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing a password: {e}")))?
-            .to_string();
-        store.create_admin(&name, &hash)
+            .to_string())
     })
-    .await?;
-    tracing::info!(user = %user, "admin user created");
+    .await
+}
+
+/// `GET /appliance/v1/admin/users`: every admin user's name and creation time (never a
+/// hash), by name (`appliance ctl list-admins`).
+async fn list_users(State(state): State<AppState>, _req: Signed) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let users = blocking(move || store.list_admins()).await?;
+    let users: Vec<Value> = users
+        .into_iter()
+        .map(|(user, created)| json!({ "UserName": user, "CreatedAt": created }))
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+/// `DELETE /appliance/v1/admin/users/{user}`: removes the user and ends its sessions
+/// (`appliance ctl delete-admin`).
+async fn delete_user(State(state): State<AppState>, req: Signed) -> Result<Json<Value>, ApiError> {
+    let user = path_user(&req)?;
+    let store = state.store.clone();
+    let name = user.clone();
+    blocking(move || store.delete_admin(&name)).await?;
+    lock(&admin().sessions).end_user(&user);
+    tracing::info!(user = ?user, "admin user deleted");
     Ok(Json(json!({ "UserName": user })))
+}
+
+/// `PUT /appliance/v1/admin/users/{user}/password {"Password"}`: a new password for an
+/// existing user; its sessions end, so a rotated password locks out whoever held the old
+/// one (`appliance ctl set-admin-password`).
+async fn set_password(State(state): State<AppState>, req: Signed) -> Result<Json<Value>, ApiError> {
+    let user = path_user(&req)?;
+    let hash = hash_password(password_field(&req.json()?)?).await?;
+    let store = state.store.clone();
+    let name = user.clone();
+    blocking(move || store.set_admin_password(&name, &hash)).await?;
+    lock(&admin().sessions).end_user(&user);
+    tracing::info!(user = ?user, "admin password changed");
+    Ok(Json(json!({ "UserName": user })))
+}
+
+fn path_user(req: &Signed) -> Result<String, ApiError> {
+    req.params
+        .get("user")
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("route lacks path parameter user")))
 }

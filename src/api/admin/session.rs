@@ -101,6 +101,11 @@ impl Sessions {
         Some(session.clone())
     }
 
+    /// Ends every session of `user` (deleted, or given a new password).
+    pub fn end_user(&mut self, user: &str) {
+        self.by_digest.retain(|_, s| s.user != user);
+    }
+
     /// Ends a session (sign-out). Unknown tokens are ignored: signing out twice is fine.
     pub fn end(&mut self, token: &str) {
         self.by_digest.remove(&digest(token));
@@ -130,6 +135,16 @@ impl FailureLimiter {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Counts an attempt from `addr` as a failure before its password is checked, and
+    /// refuses it when the address has used up its failures. Counting first means a burst
+    /// of parallel guesses cannot all pass the check while the first ones are still being
+    /// hashed; a good sign-in then clears the count (`record_success`).
+    pub fn begin_attempt(&mut self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.check(addr, now)?;
+        self.record_failure(addr, now);
+        Ok(())
     }
 
     pub fn record_failure(&mut self, addr: IpAddr, now: Instant) {
@@ -214,6 +229,19 @@ mod tests {
     }
 
     #[test]
+    fn ending_a_user_ends_all_its_sessions_and_no_one_elses() {
+        let now = Instant::now();
+        let mut s = Sessions::default();
+        let (a, _) = s.start("ops", now);
+        let (b, _) = s.start("ops", now);
+        let (c, _) = s.start("dev", now);
+        s.end_user("ops");
+        assert!(s.touch(&a, now).is_none());
+        assert!(s.touch(&b, now).is_none());
+        assert!(s.touch(&c, now).is_some());
+    }
+
+    #[test]
     fn the_session_table_is_bounded() {
         let now = Instant::now();
         let mut s = Sessions::default();
@@ -239,6 +267,28 @@ mod tests {
             "other addresses are not affected"
         );
         assert!(l.check(ADDR, now + FAILURE_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn attempts_are_counted_before_they_are_checked_so_a_burst_gets_only_the_limit() {
+        let now = Instant::now();
+        let mut l = FailureLimiter::default();
+        // A parallel burst: every attempt begins before any of them has finished.
+        let admitted = (0..60)
+            .filter(|_| l.begin_attempt(ADDR, now).is_ok())
+            .count();
+        assert_eq!(admitted, MAX_FAILURES as usize);
+    }
+
+    #[test]
+    fn a_good_sign_in_after_counted_attempts_clears_the_count() {
+        let now = Instant::now();
+        let mut l = FailureLimiter::default();
+        for _ in 0..MAX_FAILURES {
+            assert!(l.begin_attempt(ADDR, now).is_ok());
+        }
+        l.record_success(ADDR);
+        assert!(l.begin_attempt(ADDR, now).is_ok());
     }
 
     #[test]

@@ -99,8 +99,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<u8> {
     if let Some(op) = operation_for(&command) {
         return run_operation(&globals, op, &rest).await;
     }
-    if command == admin::ABOUT.0 {
-        return admin::create_admin(&globals, &rest).await;
+    if let Some(code) = admin::run(&globals, &command, &rest).await? {
+        return Ok(code);
     }
     if command == import::ABOUT.0 {
         return import::run(&globals, &rest).await;
@@ -132,7 +132,8 @@ fn print_help() {
     println!("\nappliance commands:");
     for (name, about) in extra::COMMANDS
         .iter()
-        .chain([&admin::ABOUT, &import::ABOUT])
+        .chain(admin::COMMANDS)
+        .chain([&import::ABOUT])
     {
         println!("  {name:<34} {about}");
     }

@@ -44,8 +44,7 @@ pub struct ChildId(usize);
 
 impl Children {
     pub fn new(log_dir: &Path) -> anyhow::Result<Children> {
-        std::fs::create_dir_all(log_dir)
-            .with_context(|| format!("creating {}", log_dir.display()))?;
+        crate::ca::private::open_private_dir(log_dir)?;
         let exe = std::env::current_exe().context("finding this program's path")?;
         Ok(Children {
             exe,
@@ -62,8 +61,8 @@ impl Children {
         env: &[(&str, &str)],
     ) -> anyhow::Result<ChildId> {
         let log_path = self.log_dir.join(format!("{name}.log"));
-        let mut log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+        // Created afresh (`O_EXCL`), so a link planted as the log is never written through.
+        let mut log = crate::ca::private::create_fresh(&log_path, 0o600)?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("--exit-with-parent")
             .args(args)

@@ -15,6 +15,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::ca::private;
 use crate::cli::ctl::api::Api;
 use children::Children;
 use mesh::{node_name, COLORS, GATEWAY, MESH};
@@ -56,15 +57,18 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         .data_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("appliance-demo"));
+    // The directory holds the CA's keys, the API credentials and the admin password, and its
+    // default is under a shared /tmp: owner-only, and never someone else's or a link.
+    private::open_private_dir(&dir).context("the demo directory")?;
     let proxies_dir = dir.join("proxies");
+    private::refuse_link(&proxies_dir)?;
     // Proxies enrol afresh each run, with this run's tokens; their old state is moot.
     match std::fs::remove_dir_all(&proxies_dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("clearing {}", proxies_dir.display())),
     }
-    std::fs::create_dir_all(&proxies_dir)
-        .with_context(|| format!("creating {}", proxies_dir.display()))?;
+    private::open_private_dir(&proxies_dir)?;
     let mut children = Children::new(&dir.join("logs"))?;
     let apps = CancellationToken::new();
     let result = tokio::select! {
@@ -138,8 +142,8 @@ async fn start_and_serve(
         other => anyhow::bail!("the CA bundle is not PEM text: {other}"),
     };
     let bundle = dir.join("ca-bundle.pem");
-    std::fs::write(&bundle, &bundle_pem)
-        .with_context(|| format!("writing {}", bundle.display()))?;
+    // Public, but written afresh: never through a link planted in its place.
+    private::write_fresh(&bundle, bundle_pem.as_bytes(), 0o644)?;
 
     say("starting four colorteller apps, four sidecars and the gateway...");
     let mut sidecars = Vec::new();
@@ -287,9 +291,9 @@ async fn admin_user(api: &Api, dir: &Path) -> Option<String> {
             }
             Some(password)
         }
-        Err(e) => match std::fs::read_to_string(&file) {
-            Ok(saved) => Some(saved.trim().to_owned()),
-            Err(_) => {
+        Err(e) => match private::refuse_link(&file).map(|()| std::fs::read_to_string(&file)) {
+            Ok(Ok(saved)) => Some(saved.trim().to_owned()),
+            _ => {
                 tracing::warn!(%e, "cannot create the admin page's user");
                 None
             }
@@ -297,16 +301,10 @@ async fn admin_user(api: &Api, dir: &Path) -> Option<String> {
     }
 }
 
+/// A secret, written 0600 with `O_EXCL`: a file planted in its place (a link, or another
+/// user's file) is refused rather than written through.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path)?;
-    writeln!(f, "{text}")?;
+    private::write_fresh(path, format!("{text}\n").as_bytes(), 0o600)?;
     Ok(())
 }
 
