@@ -473,13 +473,16 @@ fn inspect_and_update(cli: &Cli, c: &Control, log: &mut Vec<String>) {
     );
 }
 
+/// (update args, describe args, JSON key of the resource, path to a spec field, its value).
+type UpdateCase<'a> = (Vec<&'a str>, Vec<&'a str>, &'a str, &'a [&'a str], Value);
+
 /// update-mesh, update-virtual-router, update-virtual-service and update-gateway-route: each
 /// moves the resource's version to 2 and its describe shows the new spec.
 fn update_the_other_kinds(cli: &Cli, c: &Control, log: &mut Vec<String>) {
     let m = ["--mesh-name", MESH];
     let vs = format!("colorteller-1.{DOMAIN}");
     // (update args, describe args, JSON path to the resource, field in its spec, value)
-    let cases: [(Vec<&str>, Vec<&str>, &str, &[&str], Value); 4] = [
+    let cases: [UpdateCase; 4] = [
         (
             vec![
                 "update-mesh",
