@@ -572,3 +572,84 @@ fn api_secret(control: &Control) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Service-discovery and egress fields the proxies do not enforce yet are refused at write
+/// time, naming the field, rather than stored and ignored; the store is unchanged after each.
+#[test]
+fn unenforced_discovery_and_egress_fields_are_refused_naming_the_field() {
+    let control = Control::start();
+    let api = Api::new(&control);
+    let (s, _, b) = api.call("PUT", "/v20190125/meshes", Some(r#"{"meshName":"m"}"#));
+    assert_eq!(s, 200, "{b}");
+    let state = || {
+        let (_, _, mesh) = api.call("GET", "/v20190125/meshes/m", None);
+        let (_, _, nodes) = api.call("GET", "/v20190125/meshes/m/virtualNodes", None);
+        (mesh, nodes)
+    };
+    let before = state();
+    let node =
+        |sd: Value| json!({"virtualNodeName": "n", "spec": {"serviceDiscovery": sd}}).to_string();
+    let cases = [
+        (
+            "PUT",
+            "/v20190125/meshes/m",
+            json!({"spec": {"egressFilter": {"type": "ALLOW_ALL"}}}).to_string(),
+            "spec.egressFilter.type",
+        ),
+        (
+            "PUT",
+            "/v20190125/meshes/m",
+            json!({"spec": {"serviceDiscovery": {"ipPreference": "IPv4_ONLY"}}}).to_string(),
+            "spec.serviceDiscovery.ipPreference",
+        ),
+        (
+            "PUT",
+            "/v20190125/meshes/m/virtualNodes",
+            node(json!({"dns": {"hostname": "a.example", "responseType": "ENDPOINTS"}})),
+            "spec.serviceDiscovery.dns.responseType",
+        ),
+        (
+            "PUT",
+            "/v20190125/meshes/m/virtualNodes",
+            node(json!({"dns": {"hostname": "a.example", "ipPreference": "IPv6_ONLY"}})),
+            "spec.serviceDiscovery.dns.ipPreference",
+        ),
+        (
+            "PUT",
+            "/v20190125/meshes/m/virtualNodes",
+            node(
+                json!({"awsCloudMap": {"namespaceName": "ns", "serviceName": "s",
+                "attributes": [{"key": "stage", "value": "canary"}]}}),
+            ),
+            "spec.serviceDiscovery.awsCloudMap.attributes",
+        ),
+        (
+            "PUT",
+            "/v20190125/meshes/m/virtualNodes",
+            node(
+                json!({"awsCloudMap": {"namespaceName": "ns", "serviceName": "s",
+                "ipPreference": "IPv4_PREFERRED"}}),
+            ),
+            "spec.serviceDiscovery.awsCloudMap.ipPreference",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, kind, b) = api.call(method, path, Some(&body));
+        assert_eq!(status, 400, "{field}: {b}");
+        assert_eq!(kind.as_deref(), Some("BadRequestException"), "{field}");
+        assert!(
+            b.to_string().contains(field),
+            "{field}: the error names it: {b}"
+        );
+    }
+    assert_eq!(state(), before, "a refused write changed the store");
+    // The supported forms are still accepted.
+    let (s, _, b) = api.call(
+        "PUT",
+        "/v20190125/meshes/m/virtualNodes",
+        Some(&node(
+            json!({"dns": {"hostname": "a.example", "responseType": "LOADBALANCER"}}),
+        )),
+    );
+    assert_eq!(s, 200, "{b}");
+}

@@ -164,17 +164,7 @@ pub fn wait_for_listen_logged(
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(addr) => addr,
         Err(e) => {
-            let status = match e {
-                mpsc::RecvTimeoutError::Disconnected => match child.wait() {
-                    Ok(s) => format!("it exited with {s}"),
-                    Err(e) => format!("its status is unknown ({e})"),
-                },
-                mpsc::RecvTimeoutError::Timeout => {
-                    child.kill().ok();
-                    child.wait().ok();
-                    "it was still running after 30 s and was killed".to_owned()
-                }
-            };
+            let status = exit_reason(child, e);
             panic!(
                 "the child did not report `listening on` for role {wanted:?} ({e}); {status}; \
                  it logged:\n{}",
@@ -561,18 +551,7 @@ impl Proxy {
                 }
                 Err(e) => {
                     // Say why: the exit status if it died, and what it logged.
-                    let status = match e {
-                        // Its stderr closed: it is exiting, so waiting is short.
-                        mpsc::RecvTimeoutError::Disconnected => match child.wait() {
-                            Ok(s) => format!("it exited with {s}"),
-                            Err(e) => format!("its status is unknown ({e})"),
-                        },
-                        mpsc::RecvTimeoutError::Timeout => {
-                            child.kill().ok();
-                            child.wait().ok();
-                            "it was still running after 30 s and was killed".to_owned()
-                        }
-                    };
+                    let status = exit_reason(&mut child, e);
                     panic!(
                         "`appliance {}` did not report its listeners {roles:?} ({e}); {status}; \
                          it logged:\n{}",
@@ -737,5 +716,21 @@ impl Api {
             out.push((name.to_owned(), value.to_owned()));
         }
         out
+    }
+}
+
+/// Why a child never reported its listeners: its exit status if its stderr closed (it is
+/// exiting, so the wait is short), else it is killed after the 30 s wait.
+fn exit_reason(child: &mut Child, e: mpsc::RecvTimeoutError) -> String {
+    match e {
+        mpsc::RecvTimeoutError::Disconnected => match child.wait() {
+            Ok(s) => format!("it exited with {s}"),
+            Err(e) => format!("its status is unknown ({e})"),
+        },
+        mpsc::RecvTimeoutError::Timeout => {
+            child.kill().ok();
+            child.wait().ok();
+            "it was still running after 30 s and was killed".to_owned()
+        }
     }
 }

@@ -49,9 +49,33 @@ fn every_kitchen_sink_spec_round_trips_and_parses() {
         round_trips_as(kind, &json);
         crate::model::validate_body(&format!("Update{}", kind.title()), &json!({"spec": json}))
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
-        let spec = Spec::parse(kind, Some(&json)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let spec = Spec::parse(kind, Some(&enforced_only(&json)))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(spec.kind(), kind);
     }
+}
+
+/// The kitchen sink without the fields the rules refuse because the proxies do not enforce
+/// them yet (`rules::check_mesh`, `rules::check_virtual_node`): those round-trip as shapes
+/// but are not accepted by `Spec::parse`.
+fn enforced_only(json: &Value) -> Value {
+    let mut v = json.clone();
+    if v["egressFilter"]["type"] == "ALLOW_ALL" {
+        v["egressFilter"]["type"] = "DROP_ALL".into();
+    }
+    if let Some(sd) = v["serviceDiscovery"].as_object_mut() {
+        sd.remove("ipPreference");
+        for inner in ["dns", "awsCloudMap"] {
+            if let Some(i) = sd.get_mut(inner).and_then(Value::as_object_mut) {
+                i.remove("ipPreference");
+                i.remove("attributes");
+                if i.get("responseType").is_some_and(|t| t == "ENDPOINTS") {
+                    i.remove("responseType");
+                }
+            }
+        }
+    }
+    v
 }
 
 #[test]
@@ -86,14 +110,10 @@ fn mesh_without_spec_gets_drop_all_egress() {
 }
 
 #[test]
-fn mesh_keeps_allow_all_egress() {
+fn mesh_allow_all_egress_is_refused_naming_the_field() {
     let json = json!({"egressFilter": {"type": "ALLOW_ALL"}});
-    assert_eq!(
-        Spec::parse(ResourceKind::Mesh, Some(&json))
-            .unwrap()
-            .to_json(),
-        json
-    );
+    let err = Spec::parse(ResourceKind::Mesh, Some(&json)).unwrap_err();
+    assert!(err.to_string().contains("spec.egressFilter.type"), "{err}");
 }
 
 #[test]
@@ -211,7 +231,7 @@ fn acm_arns_are_listed_with_their_paths() {
 #[test]
 fn kitchen_sink_node_lists_backend_acm_arns() {
     let (_, json) = &kitchen_sinks()[1];
-    let spec = Spec::parse(ResourceKind::VirtualNode, Some(json)).unwrap();
+    let spec = Spec::parse(ResourceKind::VirtualNode, Some(&enforced_only(json))).unwrap();
     let paths: Vec<String> = spec.acm_arns().into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         paths,
