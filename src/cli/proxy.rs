@@ -451,7 +451,9 @@ async fn run(
         .map_err(anyhow::Error::new)?;
 
     let (events_tx, mut events) = mpsc::channel::<Event>(4);
-    let (health_tx, health_rx) = watch::channel(true);
+    // A sidecar's app is unhealthy until its first check passes, so a sidecar that starts
+    // before its app is no endpoint yet; a gateway has no app.
+    let (health_tx, health_rx) = watch::channel(matches!(role, Role::Gateway { .. }));
     let running_version = cached.as_ref().map_or(0, |c| c.version);
     let runtime_cell: Arc<std::sync::OnceLock<Arc<Runtime>>> = Arc::default();
     let stats_cell = runtime_cell.clone();

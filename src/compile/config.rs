@@ -209,6 +209,8 @@ pub struct WeightedCluster {
     pub weight: u32,
 }
 
+/// A route's retry policy in Envoy's terms (`retry_on` flags), as App Mesh maps its events
+/// (envoy-semantics.md section 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryConfig {
@@ -220,12 +222,22 @@ pub struct RetryConfig {
     /// gRPC statuses (`grpc-status` of a trailers-only answer) that are retried.
     #[serde(default)]
     pub grpc_statuses: Vec<u8>,
-    /// Retry when the upstream cannot be reached or resets the connection.
+    /// Envoy's `connect-failure`: the endpoint could not be connected to (refused,
+    /// unreachable, connect timeout). TCP `connection-error`, and part of every `reset`.
     pub connection_errors: bool,
+    /// Envoy's `reset` (which `5xx` and `gateway-error` include): the connection was reset or
+    /// closed before a whole response head, a connect failure, or the per-try timeout fired.
+    /// App Mesh's `server-error` and `gateway-error`, and its default policy.
+    #[serde(default)]
+    pub reset: bool,
+    /// Envoy's `refused-stream`: an HTTP/2 REFUSED_STREAM. App Mesh's `stream-error`.
+    #[serde(default)]
+    pub refused_stream: bool,
 }
 
 impl RetryConfig {
-    /// App Mesh's default: two retries on 503, gRPC UNAVAILABLE and connection failures.
+    /// App Mesh's default (envoy-defaults.md): two retries on 503, gRPC UNAVAILABLE, connect
+    /// failures, refused streams and resets.
     pub fn app_mesh_default() -> RetryConfig {
         RetryConfig {
             max_retries: DEFAULT_MAX_RETRIES,
@@ -233,6 +245,8 @@ impl RetryConfig {
             statuses: vec![503],
             grpc_statuses: vec![14],
             connection_errors: true,
+            reset: true,
+            refused_stream: true,
         }
     }
 }

@@ -670,11 +670,19 @@ fn retry_config(
             .copied()
             .collect(),
         grpc_statuses: grpc.into_iter().flatten().map(|e| grpc_code(*e)).collect(),
-        connection_errors: tcp.is_some_and(|v| !v.is_empty())
-            || http
-                .into_iter()
-                .flatten()
-                .any(|e| matches!(e, HttpRetryEvent::StreamError)),
+        connection_errors: tcp.is_some_and(|v| !v.is_empty()),
+        // `server-error` and `gateway-error` are Envoy's status codes plus `reset`
+        // (envoy-semantics.md section 4), so they retry resets and connect failures too.
+        reset: http.into_iter().flatten().any(|e| {
+            matches!(
+                e,
+                HttpRetryEvent::ServerError | HttpRetryEvent::GatewayError
+            )
+        }),
+        refused_stream: http
+            .into_iter()
+            .flatten()
+            .any(|e| matches!(e, HttpRetryEvent::StreamError)),
     }
 }
 

@@ -515,3 +515,33 @@ fn a_tcp_route_naming_a_missing_cluster_is_rejected() {
         Err(ConfigError::UnknownCluster { .. })
     ));
 }
+
+#[test]
+fn server_and_gateway_error_retry_resets_and_connect_failures_as_envoys_5xx_does() {
+    use crate::model::spec::TcpRetryEvent;
+    let d = crate::model::spec::Duration::seconds(1);
+    for e in [HttpRetryEvent::ServerError, HttpRetryEvent::GatewayError] {
+        let r = retry_config(3, &d, Some(&[e]), None, None);
+        assert!(r.reset, "{e:?}");
+        assert!(!r.refused_stream && !r.connection_errors, "{e:?}");
+    }
+    let stream = retry_config(3, &d, Some(&[HttpRetryEvent::StreamError]), None, None);
+    assert!(stream.refused_stream);
+    assert!(!stream.reset && !stream.connection_errors);
+    assert!(stream.statuses.is_empty());
+    let tcp = retry_config(3, &d, None, Some(&[TcpRetryEvent::ConnectionError]), None);
+    assert!(tcp.connection_errors && !tcp.reset && !tcp.refused_stream);
+}
+
+#[test]
+fn max_retries_beyond_u32_is_capped_not_wrapped() {
+    let d = crate::model::spec::Duration::seconds(1);
+    let r = retry_config(
+        u64::MAX,
+        &d,
+        Some(&[HttpRetryEvent::ServerError]),
+        None,
+        None,
+    );
+    assert_eq!(r.max_retries, u32::MAX);
+}

@@ -17,6 +17,9 @@ pub enum ProxyError {
     NoProvider(String),
     #[error("no healthy endpoint in {0}")]
     NoHealthyEndpoint(String),
+    /// No target of the route has an endpoint that can take the request.
+    #[error("route {route} has no endpoint that can take the request ({reason})")]
+    NoEndpoint { route: String, reason: String },
     #[error("upstream {endpoint} of {cluster}: {reason}")]
     Upstream {
         cluster: String,
@@ -47,9 +50,13 @@ impl ProxyError {
             ProxyError::NotABackend { .. } => StatusCode::FORBIDDEN,
             ProxyError::NoProvider(_)
             | ProxyError::NoHealthyEndpoint(_)
+            | ProxyError::NoEndpoint { .. }
             | ProxyError::UpstreamTls { .. }
-            | ProxyError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            | ProxyError::Overflow { .. }
+            // Envoy answers a connect failure or a reset before the response head with 503
+            // ("upstream connect error or disconnect/reset before headers"), so a gateway's
+            // default policy (retry on 503) retries a sidecar whose app refused.
+            | ProxyError::Upstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
@@ -85,6 +92,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => 3,      // INVALID_ARGUMENT
             ProxyError::NoProvider(_)
             | ProxyError::NoHealthyEndpoint(_)
+            | ProxyError::NoEndpoint { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpstreamTls { .. }
             | ProxyError::Overflow { .. } => 14, // UNAVAILABLE

@@ -9,11 +9,13 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 
+use super::attempt::{choose_target, Attempts, Next, Outcome};
 use super::error::{Body, ProxyError};
 use super::route_table::Route;
 use super::server::UpstreamHost;
 use super::tls::UpstreamTlsError;
 use super::upgrade::take_upgrade;
+use super::upstream::Usable;
 use super::State;
 
 /// Bodies up to this size are buffered so a failed try can be retried; larger ones stream
@@ -175,36 +177,27 @@ pub(super) async fn forward(
     }
     let mut payload = payload(&parts.headers, body).await?;
     let retry = &route.config.retry;
-    let retryable = matches!(payload, Payload::Buffered(_));
-    let tries = if retryable { 1 + retry.max_retries } else { 1 };
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(route.config.per_request_timeout_ms);
+    let mut attempts = Attempts::new(retry, deadline, matches!(payload, Payload::Buffered(_)));
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
     };
-    let mut last_failed: Option<String> = None;
-    let mut last_error = None;
-    for attempt in 0..tries {
-        if attempt > 0 {
-            state.retries.inc();
-        }
-        let healthy = |t: &crate::compile::WeightedCluster| {
-            state.cluster(&t.cluster).is_some_and(|c| c.has_healthy())
+    // Endpoints this request has tried (Envoy's `previous_hosts`), and the target drawn.
+    let mut tried: Vec<String> = Vec::new();
+    let mut drawn = None;
+    loop {
+        let usable = |t: &crate::compile::WeightedCluster| {
+            state.cluster(&t.cluster).map_or(Usable::No, |c| c.usable())
         };
-        let target = match route.pick_target_among(rand::random::<u32>(), healthy) {
-            Some(t) => t,
-            // Nothing healthy anywhere: name the cluster the weights would have chosen.
-            None => {
-                let t = route
-                    .pick_target(rand::random::<u32>())
-                    .ok_or_else(|| ProxyError::NoProvider(route.name.clone()))?;
-                return Err(ProxyError::NoHealthyEndpoint(t.cluster.clone()));
-            }
+        let Some(target) = choose_target(route, drawn, usable, rand::random::<u32>()) else {
+            return Err(no_endpoint(state, route));
         };
-        let cluster = state
-            .cluster(&target.cluster)
-            .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;
+        drawn = Some(target);
+        let Some(cluster) = state.cluster(&target.cluster) else {
+            return Err(no_endpoint(state, route));
+        };
         // Before the endpoint is chosen: a request that waits for a slot should go to the
         // endpoint that is best when it gets one. An overflow is not retried (Envoy's
         // neither): another try would only add to the load that filled the pool.
@@ -215,14 +208,15 @@ pub(super) async fn forward(
             ),
             None => None,
         };
-        let endpoint = cluster
-            .pick(last_failed.as_deref())
-            .ok_or_else(|| ProxyError::NoHealthyEndpoint(target.cluster.clone()))?;
+        let Some(endpoint) = cluster.pick(&tried) else {
+            return Err(no_endpoint(state, route));
+        };
         let body: Body = match &mut payload {
             Payload::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
             Payload::Streaming(b) => match b.take() {
                 Some(b) => b,
-                None => break,
+                // `Attempts` never retries a streamed body; this is that promise's edge.
+                None => return Err(ProxyError::Timeout(route.config.per_request_timeout_ms)),
             },
         };
         let mut req = Request::builder()
@@ -236,28 +230,26 @@ pub(super) async fn forward(
             .uri(uri)
             .body(body)
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        let now = tokio::time::Instant::now();
-        let mut budget = deadline.saturating_duration_since(now);
-        if retry.per_retry_timeout_ms > 0 {
-            budget = budget.min(Duration::from_millis(retry.per_retry_timeout_ms));
-        }
+        let budget = attempts.try_budget(tokio::time::Instant::now());
         let client = super::upstream_client(state, cluster);
         let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(budget, client.request(req)).await;
-        let more = attempt + 1 < tries;
+        let now = tokio::time::Instant::now();
         // Outlier detection counts what Envoy's consecutive-5xx does: 5xx answers, and
         // connection failures and timeouts as the 503 and 504 they become.
         cluster.record(
             endpoint,
             !matches!(&outcome, Ok(Ok(r)) if !r.status().is_server_error()),
         );
-        match outcome {
-            Err(_) if tokio::time::Instant::now() >= deadline || !more => {
+        tried.push(endpoint.address.clone());
+        let (failed, error) = match outcome {
+            Err(_) if attempts.expired(now) => {
                 return Err(ProxyError::Timeout(route.config.per_request_timeout_ms));
             }
-            Err(_) => {
-                last_failed = Some(endpoint.address.clone());
-            }
+            Err(_) => (
+                Outcome::PerTryTimeout,
+                ProxyError::Timeout(retry.per_retry_timeout_ms),
+            ),
             Ok(Err(e)) => {
                 if let Some(tls) = find_source::<UpstreamTlsError>(&e) {
                     return Err(ProxyError::UpstreamTls {
@@ -266,38 +258,44 @@ pub(super) async fn forward(
                         reason: tls.to_string(),
                     });
                 }
+                let failed = classify(&e);
+                if failed.is_local_origin() {
+                    endpoint.local_failure(now);
+                }
                 let reason = error_chain(&e);
-                if more && retry.connection_errors {
-                    tracing::debug!(endpoint = %endpoint.address, %reason, "retrying after a connection failure");
-                    last_failed = Some(endpoint.address.clone());
-                    last_error = Some((target.cluster.clone(), endpoint.address.clone(), reason));
-                } else {
-                    return Err(ProxyError::Upstream {
+                tracing::debug!(endpoint = %endpoint.address, ?failed, %reason, retries = attempts.retries(), "try failed");
+                (
+                    failed,
+                    ProxyError::Upstream {
                         cluster: target.cluster.clone(),
                         endpoint: endpoint.address.clone(),
                         reason,
-                    });
-                }
+                    },
+                )
             }
             Ok(Ok(resp)) => {
+                endpoint.local_success();
                 let status = resp.status().as_u16();
                 state.observe(&target.cluster, started.elapsed().as_secs_f64());
+                state.count(&route.name, &target.cluster, status);
                 // A trailers-only gRPC answer carries its status in the headers.
                 let grpc_status = resp
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok()?.parse::<u8>().ok());
-                let retry_grpc = grpc_status.is_some_and(|g| retry.grpc_statuses.contains(&g));
-                if more && (retry.statuses.contains(&status) || retry_grpc) {
-                    state.count(&route.name, &target.cluster, status);
-                    last_failed = Some(endpoint.address.clone());
+                let answer = Outcome::Response {
+                    status,
+                    grpc_status,
+                };
+                if let Next::Retry { after } = attempts.after(answer, now, rand::random()) {
                     // Drain so the connection can be reused.
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), resp.into_body().collect())
                             .await;
+                    tokio::time::sleep(after).await;
+                    state.retries.inc();
                     continue;
                 }
-                state.count(&route.name, &target.cluster, status);
                 let mut out = match upgrade {
                     Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                         u.bridge(resp)
@@ -311,15 +309,44 @@ pub(super) async fn forward(
                 }
                 return Ok(out);
             }
+        };
+        match attempts.after(failed, now, rand::random()) {
+            Next::Retry { after } => {
+                drop(permit);
+                tokio::time::sleep(after).await;
+                state.retries.inc();
+            }
+            Next::Stop => return Err(error),
         }
     }
-    match last_error {
-        Some((cluster, endpoint, reason)) => Err(ProxyError::Upstream {
-            cluster,
-            endpoint,
-            reason,
-        }),
-        None => Err(ProxyError::Timeout(route.config.per_request_timeout_ms)),
+}
+
+/// How a failed try failed, for the retry policy.
+fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
+    if e.is_connect() {
+        return Outcome::ConnectFailure;
+    }
+    match find_source::<h2::Error>(e) {
+        Some(h2) if h2.reason() == Some(h2::Reason::REFUSED_STREAM) => Outcome::RefusedStream,
+        _ => Outcome::Reset,
+    }
+}
+
+/// The 503 when no target of `route` can take the request, saying why for each target.
+fn no_endpoint(state: &State, route: &Route) -> ProxyError {
+    let reason = route
+        .config
+        .targets
+        .iter()
+        .map(|t| match state.cluster(&t.cluster) {
+            Some(c) => format!("{}: {}", c.config.node, c.why_unusable()),
+            None => format!("{}: not in this config", t.cluster),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    ProxyError::NoEndpoint {
+        route: route.name.clone(),
+        reason,
     }
 }
 

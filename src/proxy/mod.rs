@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod attempt;
 mod error;
 mod forward;
 mod health;
@@ -227,7 +228,8 @@ fn build_state(
                     .as_ref()
                     .map(|t| tls::UpstreamTls::new(tls_store, t, cfg.protocol, name, stats))
                     .transpose()?;
-                let cluster = Arc::new(Cluster::new(name, cfg, tls, stats));
+                let previous = old.and_then(|o| o.clusters.get(name)).map(|(c, _)| &**c);
+                let cluster = Arc::new(Cluster::new(name, cfg, tls, stats, previous));
                 let stop = shutdown.child_token();
                 health::spawn(&cluster, clients, stats, stop.clone());
                 outlier::spawn_sweep(&cluster, stop.clone());

@@ -170,7 +170,7 @@ mod tests {
             &Stats::new(),
         );
         let eps = (0..n)
-            .map(|i| Arc::new(Endpoint::new(format!("10.0.0.{i}:80"))))
+            .map(|i| Arc::new(Endpoint::new(format!("10.0.0.{i}:80"), false)))
             .collect();
         (o, eps)
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::health::probe;
+use super::health::{probe, transition};
 use super::upstream::Endpoint;
 use super::Runtime;
 use crate::model::spec::HealthCheckPolicy;
@@ -16,7 +16,8 @@ use crate::model::spec::HealthCheckPolicy;
 impl Runtime {
     /// Probes the local app as the listener's health check says (or, with none, checks
     /// that it accepts TCP connections every 5 s) and publishes healthy/unhealthy after the
-    /// policy's thresholds.
+    /// policy's thresholds. The app starts unhealthy and its first passing check makes it
+    /// healthy, so a sidecar whose app is not up yet is no endpoint.
     pub fn watch_app(
         self: &Arc<Self>,
         app: String,
@@ -24,9 +25,9 @@ impl Runtime {
         stop: CancellationToken,
     ) -> watch::Receiver<bool> {
         let policy = policy.unwrap_or_else(tcp_check);
-        let (tx, rx) = watch::channel(true);
+        let (tx, rx) = watch::channel(false);
         let clients = self.clients.clone();
-        let ep = Endpoint::new(app);
+        let ep = Endpoint::new(app, true);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(policy.interval());
             let (mut ok_run, mut fail_run) = (0u32, 0u32);
@@ -35,7 +36,8 @@ impl Runtime {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                if probe(None, &ep, &policy, &clients).await {
+                let ok = probe(None, &ep, &policy, &clients).await;
+                if ok {
                     ok_run += 1;
                     fail_run = 0;
                 } else {
@@ -43,12 +45,19 @@ impl Runtime {
                     ok_run = 0;
                 }
                 let healthy = *tx.borrow();
-                if healthy && fail_run >= policy.unhealthy_threshold {
-                    tracing::warn!(app = %ep.address, "the local app fails its health check");
-                    tx.send_replace(false);
-                } else if !healthy && ok_run >= policy.healthy_threshold {
-                    tracing::info!(app = %ep.address, "the local app passes its health check again");
-                    tx.send_replace(true);
+                match transition(healthy, ep.has_passed(), ok, ok_run, fail_run, &policy) {
+                    Some(false) => {
+                        tracing::warn!(app = %ep.address, "the local app fails its health check");
+                        tx.send_replace(false);
+                    }
+                    Some(true) => {
+                        tracing::info!(app = %ep.address, "the local app passes its health check");
+                        tx.send_replace(true);
+                    }
+                    None => {}
+                }
+                if ok {
+                    ep.check_passed();
                 }
             }
         });

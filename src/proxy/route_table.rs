@@ -345,6 +345,22 @@ impl Route {
         })
     }
 
+    /// A route matching everything with these targets, for other modules' tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(targets: Vec<WeightedCluster>) -> Route {
+        Route::new(&RouteConfig {
+            name: "vr/r".into(),
+            r#match: HttpRouteMatch {
+                prefix: Some("/".into()),
+                ..HttpRouteMatch::default()
+            },
+            targets,
+            per_request_timeout_ms: 15_000,
+            retry: crate::compile::RetryConfig::app_mesh_default(),
+        })
+        .expect("a prefix match compiles")
+    }
+
     /// Picks a target by weight; `roll` is uniform in `0..u32::MAX`. Zero-weight targets
     /// never win; a route whose weights are all zero has no target.
     pub fn pick_target(&self, roll: u32) -> Option<&WeightedCluster> {

@@ -315,7 +315,9 @@ fn protocol_name(v: http::Version) -> &'static str {
 fn response_flags(e: &ProxyError) -> &'static str {
     match e {
         ProxyError::NoRoute(_) => "NR",
-        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoProvider(_) => "UH",
+        ProxyError::NoHealthyEndpoint(_)
+        | ProxyError::NoEndpoint { .. }
+        | ProxyError::NoProvider(_) => "UH",
         ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => "UF",
         ProxyError::Timeout(_) => "UT",
         ProxyError::Overflow { .. } => "UO",
@@ -329,7 +331,7 @@ fn reason_label(e: &ProxyError) -> &'static str {
         ProxyError::NoRoute(_) => "no_route",
         ProxyError::NotABackend { .. } => "not_a_backend",
         ProxyError::NoProvider(_) => "no_provider",
-        ProxyError::NoHealthyEndpoint(_) => "no_healthy_endpoint",
+        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoEndpoint { .. } => "no_healthy_endpoint",
         ProxyError::Upstream { .. } => "upstream",
         ProxyError::UpstreamTls { .. } => "upstream_tls",
         ProxyError::Timeout(_) => "timeout",

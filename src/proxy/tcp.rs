@@ -145,7 +145,9 @@ fn reason(e: &ProxyError) -> &'static str {
     match e {
         ProxyError::Overflow { .. } => "overflow",
         ProxyError::NoRoute(_) | ProxyError::NotABackend { .. } => "no_route",
-        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoProvider(_) => "no_healthy_endpoint",
+        ProxyError::NoHealthyEndpoint(_)
+        | ProxyError::NoEndpoint { .. }
+        | ProxyError::NoProvider(_) => "no_healthy_endpoint",
         ProxyError::Timeout(_) => "timeout",
         _ => "upstream",
     }

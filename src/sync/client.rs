@@ -327,8 +327,11 @@ impl Client {
                 _ = shutdown.cancelled() => {
                     let _ = frame::write(&mut send, &frame::encode(ToControl::Draining)).await;
                     let _ = send.finish();
-                    // Let the control plane take the endpoint out before the listeners stop.
-                    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+                    // The control plane closes the session once every proxy that routes
+                    // here runs a config without this endpoint (at most `DRAIN_WAIT`); only
+                    // then may the listeners stop.
+                    let bound = crate::sync::server::DRAIN_WAIT + Duration::from_secs(1);
+                    let _ = tokio::time::timeout(bound, conn.closed()).await;
                     conn.close(0u32.into(), b"proxy shutting down");
                     break End::Shutdown;
                 }

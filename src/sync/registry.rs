@@ -3,7 +3,7 @@
 //! published through a `watch` channel, so a change is compiled once however many replicas
 //! there are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,9 @@ struct Inner {
     sessions: BTreeMap<SessionId, Session>,
     departed: Vec<Departed>,
     desired: HashMap<Identity, watch::Sender<Desired>>,
+    /// (mesh, virtual node) of every node a sidecar has registered for since the control
+    /// plane started: their endpoints come from the registry alone, never DNS again.
+    registered: BTreeSet<(String, String)>,
 }
 
 pub struct Registry {
@@ -126,6 +129,11 @@ impl Registry {
         let id = inner.next_id;
         if let Some(a) = &advertise {
             inner.departed.retain(|d| &d.advertise != a);
+            if identity.kind == ProxyKind::VirtualNode {
+                inner
+                    .registered
+                    .insert((identity.mesh.to_string(), identity.name.to_string()));
+            }
         }
         let rx = inner
             .desired
@@ -256,11 +264,19 @@ impl Registry {
     }
 
     /// The endpoints of the mesh's virtual nodes that sidecars advertise: healthy sessions,
-    /// and departed ones still within their grace. A node whose sidecars all report their
-    /// app unhealthy gets an empty list (no traffic), not its DNS name.
+    /// and departed ones still within their grace. A node a sidecar has ever registered for
+    /// keeps the registry as its truth: with its sidecars all unhealthy or gone it gets an
+    /// empty list (no traffic), not its DNS name, which may resolve to nothing or to a
+    /// host that is not ready. Nodes that never register (external services) are absent,
+    /// so `compile` uses their DNS name.
     pub fn endpoints(&self, mesh: &str) -> Endpoints {
         let inner = self.lock();
         let mut out = Endpoints::new();
+        for (m, node) in &inner.registered {
+            if m == mesh {
+                out.entry(node.clone()).or_default();
+            }
+        }
         let in_mesh = |i: &Identity| i.kind == ProxyKind::VirtualNode && i.mesh.as_str() == mesh;
         for s in inner.sessions.values() {
             let (Some(a), true) = (&s.status.advertise, in_mesh(&s.identity)) else {
@@ -281,6 +297,42 @@ impl Registry {
             list.dedup();
         }
         out
+    }
+
+    /// Whether every other proxy runs a config without the endpoint of draining session
+    /// `id`: the config its identity should run no longer names the endpoint, and the
+    /// proxy has acked that config. Proxies with no config yet do not hold a drain.
+    pub fn drain_propagated(&self, id: SessionId) -> bool {
+        let inner = self.lock();
+        let Some(advertise) = inner
+            .sessions
+            .get(&id)
+            .and_then(|s| s.status.advertise.clone())
+        else {
+            return true;
+        };
+        // Endpoints appear in a config's JSON as quoted `host:port` strings; an advertised
+        // address without a port stands for every listener port of that host.
+        let needle = if advertise.parse::<std::net::SocketAddr>().is_ok() {
+            format!("\"{advertise}\"")
+        } else {
+            format!("\"{advertise}:")
+        };
+        inner
+            .sessions
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .all(|(_, s)| {
+                let Some(tx) = inner.desired.get(&s.identity) else {
+                    return true;
+                };
+                let d = tx.borrow();
+                d.frame.is_none()
+                    || (!d.content.contains(&needle)
+                        && s.status
+                            .config_version_acked
+                            .is_some_and(|v| v >= d.version))
+            })
     }
 
     pub fn desired(&self, identity: &Identity) -> Option<Desired> {
@@ -375,7 +427,7 @@ mod tests {
         r.unregister(a, false);
         assert_eq!(r.endpoints("m")["white"], vec!["10.0.0.1:80"]);
         assert!(r.sweep(Instant::now() + Duration::from_millis(60)));
-        assert!(r.endpoints("m").is_empty());
+        assert_eq!(r.endpoints("m")["white"], Vec::<String>::new());
     }
 
     #[test]
@@ -390,7 +442,63 @@ mod tests {
         );
         r.draining(a);
         r.unregister(a, true);
-        assert!(r.endpoints("m").is_empty());
+        assert_eq!(r.endpoints("m")["white"], Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_node_whose_sidecars_registered_keeps_an_empty_list_when_they_are_gone() {
+        let r = Registry::new(Duration::from_millis(50));
+        let (a, _rx) = r.register(
+            &node("white"),
+            "x".into(),
+            Some("10.0.0.1:80".into()),
+            true,
+            None,
+        );
+        r.unregister(a, false);
+        r.sweep(Instant::now() + Duration::from_millis(60));
+        // Present and empty: compile then gives the node no endpoints, not its DNS name.
+        assert_eq!(r.endpoints("m")["white"], Vec::<String>::new());
+        // A node no sidecar ever registered for is absent: DNS stays its source.
+        assert!(!r.endpoints("m").contains_key("blue"));
+        assert!(r.endpoints("other").is_empty());
+    }
+
+    fn publish(r: &Registry, who: &Identity, version: u64, content: &str) {
+        r.publish(
+            who,
+            Desired {
+                version,
+                frame: Some(Arc::new(Vec::new())),
+                content: Arc::new(content.to_owned()),
+                error: None,
+            },
+        );
+    }
+
+    #[test]
+    fn a_drain_is_propagated_once_every_other_proxy_acked_a_config_without_the_endpoint() {
+        let r = Registry::new(Duration::from_secs(10));
+        let gw = Identity::parse("mesh/m/virtualGateway/gw").unwrap();
+        let (s, _rx) = r.register(
+            &node("white"),
+            "x".into(),
+            Some("10.0.0.1:80".into()),
+            true,
+            None,
+        );
+        let (g, _grx) = r.register(&gw, "y".into(), None, true, None);
+        publish(&r, &gw, 1, r#"{"endpoints":["10.0.0.1:80"]}"#);
+        r.acked(g, 1);
+        r.draining(s);
+        assert!(
+            !r.drain_propagated(s),
+            "the gateway still runs the endpoint"
+        );
+        publish(&r, &gw, 2, r#"{"endpoints":[]}"#);
+        assert!(!r.drain_propagated(s), "pushed but not acked");
+        r.acked(g, 2);
+        assert!(r.drain_propagated(s));
     }
 
     #[test]

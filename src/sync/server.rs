@@ -499,6 +499,12 @@ async fn enrol(
     .map_err(|e| format!("enrolment task failed: {e}"))?
 }
 
+/// The longest a draining sidecar is held while the proxies that route to it take its
+/// endpoint out: bounded so a proxy that never acks cannot stall a shutdown.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// How often a held drain looks at the acks.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 /// One enrolled proxy's session. Returns whether the proxy said it was draining.
 #[allow(clippy::too_many_arguments)]
 async fn session(
@@ -587,6 +593,15 @@ async fn session(
                     ToControl::Draining => {
                         draining = true;
                         ctx.registry.draining(id);
+                        // The sidecar keeps serving until this session closes: hold it until
+                        // every other proxy runs a config without its endpoint (or the bound).
+                        let start = tokio::time::Instant::now();
+                        while !ctx.registry.drain_propagated(id) && start.elapsed() < DRAIN_WAIT {
+                            tokio::time::sleep(DRAIN_POLL).await;
+                        }
+                        tracing::info!(waited_ms = start.elapsed().as_millis(), "drain propagated; closing the session");
+                        conn.close(0u32.into(), b"drained");
+                        break Ok(());
                     }
                     ToControl::Stats { targets } => ctx.registry.stats(id, targets),
                     ToControl::Renew { csr_pem } => {

@@ -59,18 +59,24 @@ fn key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// A session with no packet for this long is gone.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How often a proxy pings a quiet session.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(300);
+
 fn transport(keep_alive: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     // A proxy whose host vanished (or a sidecar killed with -9: UDP says nothing) is noticed
-    // within this long, after which its endpoint's grace period starts; keep-alives from the
-    // proxy side keep a quiet but healthy session open.
+    // within this long, after which its endpoint's grace period starts. Keep-alives from
+    // the proxy side, five per timeout, keep a quiet but healthy session open through a few
+    // lost packets; at one small packet per 300 ms a session costs little.
     t.max_idle_timeout(Some(
-        Duration::from_secs(6)
+        IDLE_TIMEOUT
             .try_into()
-            .expect("6 s is a valid idle timeout"),
+            .expect("1.5 s is a valid idle timeout"),
     ));
     if keep_alive {
-        t.keep_alive_interval(Some(Duration::from_secs(2)));
+        t.keep_alive_interval(Some(KEEP_ALIVE));
     }
     // One long-lived stream per session; small windows keep a quiet session's memory small
     // while a config of several MB still flows at loopback speed.
