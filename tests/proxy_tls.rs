@@ -523,6 +523,7 @@ fn gateway_config(
                 rewrite: None,
                 service: "svc".into(),
             }],
+            health_check: None,
         },
         tls: Some(tls),
         connection_pool: None,
@@ -538,6 +539,7 @@ fn gateway_config(
             weight: 1,
         }],
         per_request_timeout_ms: 15_000,
+        idle_timeout_ms: 300_000,
         retry: RetryConfig::app_mesh_default(),
     };
     let cluster = ClusterConfig {

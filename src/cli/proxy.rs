@@ -2,7 +2,6 @@
 //! from the control plane over QUIC (`--control`), or runs from a file (`--config`, as
 //! `appliance ctl compile` writes it) for debugging and air-gapped hosts.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +14,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::notify;
-use crate::compile::{ListenerRole, ProxyConfig};
-use crate::model::spec::PortProtocol;
+use crate::compile::ProxyConfig;
 use crate::model::Identity;
-use crate::proxy::{serve_admin, serve_listener, ListenerLimits, Mode, Runtime};
+use crate::proxy::{serve_admin, serve_listener, Layout, ListenerLimits, Listeners, Mode, Runtime};
 use crate::sync::client::{self, Client, ClientOptions, Event};
 use crate::sync::StateDir;
 
@@ -200,133 +198,11 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
-/// The proxy's role-specific listener layout.
-#[derive(Clone)]
-enum Role {
-    Gateway {
-        listen: Option<SocketAddr>,
-    },
-    Sidecar {
-        app: SocketAddr,
-        listen: Option<SocketAddr>,
-    },
-}
-
-impl Role {
-    /// (port, bind address, mode) for every listener the config asks for.
-    fn plan(&self, config: &ProxyConfig) -> Vec<(u16, SocketAddr, Mode)> {
-        let mut out = Vec::new();
-        for (i, l) in config.listeners.iter().enumerate() {
-            let default = SocketAddr::from(([0, 0, 0, 0], l.port));
-            match (self, &l.role) {
-                (Role::Gateway { listen }, ListenerRole::Gateway { .. }) => {
-                    let addr = if i == 0 {
-                        listen.unwrap_or(default)
-                    } else {
-                        default
-                    };
-                    out.push((l.port, addr, Mode::Gateway { port: l.port }));
-                }
-                (Role::Sidecar { app, listen }, ListenerRole::Inbound { .. }) => {
-                    let first = out.is_empty();
-                    let addr = if first {
-                        listen.unwrap_or(default)
-                    } else {
-                        default
-                    };
-                    // The first listener's app is --app; others are the app's host at the
-                    // listener's port.
-                    let app = if first {
-                        app.to_string()
-                    } else {
-                        SocketAddr::new(app.ip(), l.port).to_string()
-                    };
-                    let mode = match l.protocol {
-                        PortProtocol::Tcp => Mode::InboundTcp { app },
-                        _ => Mode::Inbound {
-                            app,
-                            per_request_timeout_ms: l.per_request_timeout_ms,
-                        },
-                    };
-                    out.push((l.port, addr, mode));
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Role::Gateway { .. } => "gateway",
-            Role::Sidecar { .. } => "sidecar-inbound",
-        }
-    }
-}
-
 /// A sidecar's egress listeners: HTTP (Host names the service) and one per `--egress-tcp`.
 #[derive(Default)]
 struct Egress {
     http: Option<SocketAddr>,
     tcp: Vec<EgressTcp>,
-}
-
-/// Keeps the running listeners in step with the config: binds new ports before the config
-/// is swapped in (a port that cannot be bound fails the config, which the proxy then
-/// nacks), and stops the listeners of ports that went away, letting their requests finish.
-struct Listeners {
-    role: Role,
-    runtime: Arc<Runtime>,
-    running: HashMap<u16, (CancellationToken, JoinHandle<()>)>,
-    stop: CancellationToken,
-}
-
-impl Listeners {
-    /// Binds what `config` adds, swaps it into the runtime (unless the runtime was just
-    /// built from it), then starts the new listeners and drains the ones it dropped.
-    async fn apply(&mut self, config: ProxyConfig, swap: bool) -> Result<(), String> {
-        let plan = self.role.plan(&config);
-        let mut fresh = Vec::new();
-        for (port, addr, mode) in &plan {
-            if !self.running.contains_key(port) {
-                let sock = bind(*addr, self.role.name())
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
-                fresh.push((*port, sock, mode.clone()));
-            }
-        }
-        if swap {
-            self.runtime.apply(config).map_err(|e| e.to_string())?;
-        }
-        for (port, sock, mode) in fresh {
-            self.start(port, sock, mode);
-        }
-        let wanted: Vec<u16> = plan.iter().map(|p| p.0).collect();
-        self.running.retain(|port, (stop, _)| {
-            let keep = wanted.contains(port);
-            if !keep {
-                tracing::info!(port, "listener no longer in the config; draining it");
-                stop.cancel();
-            }
-            keep
-        });
-        Ok(())
-    }
-
-    fn start(&mut self, port: u16, sock: TcpListener, mode: Mode) {
-        let addr = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(role = self.role.name(), identity = %self.runtime.identity, port, "listening on {addr}");
-        let stop = self.stop.child_token();
-        let (rt, s) = (self.runtime.clone(), stop.clone());
-        let task = tokio::spawn(async move { serve_listener(sock, rt, mode, s).await });
-        self.running.insert(port, (stop, task));
-    }
-
-    async fn join(self) {
-        for (_, (_, t)) in self.running {
-            let _ = t.await;
-        }
-    }
 }
 
 async fn start_admin(
@@ -345,7 +221,7 @@ async fn start_admin(
 }
 
 pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let role = Role::Gateway {
+    let role = Layout::Gateway {
         listen: args.listen,
     };
     let egress = Egress::default();
@@ -353,7 +229,7 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
 }
 
 pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let role = Role::Sidecar {
+    let role = Layout::Sidecar {
         app: args.app,
         listen: args.listen,
     };
@@ -373,14 +249,14 @@ pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyh
     .await
 }
 
-fn check_kind(identity: &Identity, role: &Role, what: &str) -> anyhow::Result<()> {
+fn check_kind(identity: &Identity, role: &Layout, what: &str) -> anyhow::Result<()> {
     match (role, identity.is_gateway()) {
-        (Role::Gateway { .. }, false) => {
+        (Layout::Gateway { .. }, false) => {
             anyhow::bail!(
                 "{what} is for {identity}, not a virtual gateway; use `appliance sidecar`"
             )
         }
-        (Role::Sidecar { .. }, true) => {
+        (Layout::Sidecar { .. }, true) => {
             anyhow::bail!("{what} is for {identity}, not a virtual node; use `appliance gateway`")
         }
         _ => Ok(()),
@@ -389,7 +265,7 @@ fn check_kind(identity: &Identity, role: &Role, what: &str) -> anyhow::Result<()
 
 async fn run(
     source: SourceArgs,
-    role: Role,
+    role: Layout,
     egress: Egress,
     admin: SocketAddr,
     advertise: Option<SocketAddr>,
@@ -437,9 +313,9 @@ async fn run(
         None => None,
     };
     let advertise = match (&role, advertise) {
-        (Role::Gateway { .. }, _) => None,
+        (Layout::Gateway { .. }, _) => None,
         (_, Some(a)) => Some(a.to_string()),
-        (Role::Sidecar { listen, .. }, None) => Some(default_advertise(*listen, &control).await),
+        (Layout::Sidecar { listen, .. }, None) => Some(default_advertise(*listen, &control).await),
     };
     let opts = ClientOptions {
         control,
@@ -453,7 +329,7 @@ async fn run(
     let (events_tx, mut events) = mpsc::channel::<Event>(4);
     // A sidecar's app is unhealthy until its first check passes, so a sidecar that starts
     // before its app is no endpoint yet; a gateway has no app.
-    let (health_tx, health_rx) = watch::channel(matches!(role, Role::Gateway { .. }));
+    let (health_tx, health_rx) = watch::channel(matches!(role, Layout::Gateway { .. }));
     let running_version = cached.as_ref().map_or(0, |c| c.version);
     let runtime_cell: Arc<std::sync::OnceLock<Arc<Runtime>>> = Arc::default();
     let stats_cell = runtime_cell.clone();
@@ -514,12 +390,8 @@ async fn run(
                 return Err(e);
             }
         };
-    if let Role::Sidecar { app, .. } = &role {
-        let policy = rt.config().listeners.iter().find_map(|l| match &l.role {
-            ListenerRole::Inbound { health_check } => health_check.clone(),
-            _ => None,
-        });
-        let mut app_health = rt.watch_app(app.to_string(), policy, listeners_stop.clone());
+    if let Layout::Sidecar { app, .. } = &role {
+        let mut app_health = rt.watch_app(app.to_string(), listeners_stop.clone());
         tokio::spawn(async move {
             while app_health.changed().await.is_ok() {
                 let h = *app_health.borrow_and_update();
@@ -536,7 +408,7 @@ async fn run(
             _ = shutdown.cancelled() => break,
             e = events.recv() => match e {
                 Some(Event::Config { config, reply }) => {
-                    let _ = reply.send(listeners.apply(*config, true).await);
+                    let _ = reply.send(listeners.apply(*config, true).await.map_err(|e| e.to_string()));
                 }
                 Some(Event::Credentials(c)) => match rt.set_credentials(c) {
                     Ok(()) => tracing::info!("new certificate in use for new connections"),
@@ -561,7 +433,7 @@ async fn run(
 
 /// Binds the admin listener, the config's listeners and (sidecars) the egress listener.
 async fn start(
-    role: &Role,
+    role: &Layout,
     rt: Arc<Runtime>,
     config: ProxyConfig,
     egress: &Egress,
@@ -569,16 +441,8 @@ async fn start(
     stop: &CancellationToken,
 ) -> anyhow::Result<(Listeners, Vec<JoinHandle<()>>)> {
     let mut tasks = vec![start_admin(admin, &rt, stop).await?];
-    let mut listeners = Listeners {
-        role: role.clone(),
-        runtime: rt.clone(),
-        running: HashMap::new(),
-        stop: stop.clone(),
-    };
-    listeners
-        .apply(config, false)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let mut listeners = Listeners::new(role.clone(), rt.clone(), stop.clone());
+    listeners.apply(config, false).await?;
     // Refused before any port is bound: a typo in a backend name must not look like a
     // backend that refuses connections.
     let declared = rt.config();

@@ -63,7 +63,10 @@ pub struct TcpRouteConfig {
 pub struct ListenerConfig {
     pub port: u16,
     pub protocol: PortProtocol,
+    /// A node listener's `timeout.perRequest` for requests to the local app; 0 disables it.
     pub per_request_timeout_ms: u64,
+    /// A node listener's `timeout.idle` (stream idle for HTTP kinds, connection idle for
+    /// tcp); 0 disables it.
     pub idle_timeout_ms: u64,
     pub role: ListenerRole,
     /// TLS the listener terminates; none is plain text (App Mesh's default).
@@ -165,8 +168,14 @@ pub struct ClientTlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ListenerRole {
-    /// A virtual gateway listener: gateway routes, in match order.
-    Gateway { routes: Vec<GatewayRouteConfig> },
+    /// A virtual gateway listener: gateway routes, in match order, and its `healthCheck`,
+    /// which the gateway runs against its own listener: while it fails, the admin `/ready`
+    /// says so (503), for the load balancer in front of the gateway.
+    Gateway {
+        routes: Vec<GatewayRouteConfig>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health_check: Option<HealthCheckPolicy>,
+    },
     /// A virtual node listener: traffic for the local app on this port.
     Inbound {
         health_check: Option<HealthCheckPolicy>,
@@ -198,8 +207,18 @@ pub struct RouteConfig {
     pub name: String,
     pub r#match: HttpRouteMatch,
     pub targets: Vec<WeightedCluster>,
+    /// `timeout.perRequest`: from the end of the request until the whole response has
+    /// arrived (Envoy's route timeout). 0 disables it.
     pub per_request_timeout_ms: u64,
+    /// `timeout.idle`: the longest silence within one request's stream (Envoy's route
+    /// `idle_timeout`). 0 disables it.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_ms: u64,
     pub retry: RetryConfig,
+}
+
+fn default_idle() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,7 +332,7 @@ impl ProxyConfig {
     /// Checks the invariants `new` promises; also run on configs read from a file.
     pub fn check(&self) -> Result<(), ConfigError> {
         for l in &self.listeners {
-            if let ListenerRole::Gateway { routes } = &l.role {
+            if let ListenerRole::Gateway { routes, .. } = &l.role {
                 for r in routes {
                     if !self.services.contains_key(&r.service) {
                         return Err(ConfigError::UnknownService {

@@ -245,6 +245,7 @@ impl Builder<'_> {
                 idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
                 role: ListenerRole::Gateway {
                     routes: routes.into_iter().map(|(_, _, r)| r).collect(),
+                    health_check: l.health_check.clone(),
                 },
                 tls: l.tls.as_ref().map(tls::listener),
                 connection_pool: pool,
@@ -272,21 +273,12 @@ impl Builder<'_> {
             .listeners()
             .iter()
             .map(|l| {
-                let (per_request, idle) = match &l.timeout {
-                    Some(ListenerTimeout::Http(t) | ListenerTimeout::Http2(t)) => {
-                        (ms(t.per_request.as_ref()), ms(t.idle.as_ref()))
-                    }
-                    Some(ListenerTimeout::Grpc(t)) => {
-                        (ms(t.per_request.as_ref()), ms(t.idle.as_ref()))
-                    }
-                    Some(ListenerTimeout::Tcp(t)) => (None, ms(t.idle.as_ref())),
-                    None => (None, None),
-                };
+                let (per_request, idle) = listener_timeouts(l);
                 ListenerConfig {
                     port: l.port_mapping.port,
                     protocol: l.port_mapping.protocol,
-                    per_request_timeout_ms: per_request.unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
-                    idle_timeout_ms: idle.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+                    per_request_timeout_ms: per_request,
+                    idle_timeout_ms: idle,
                     role: ListenerRole::Inbound {
                         health_check: l.health_check.clone(),
                     },
@@ -338,6 +330,19 @@ impl Builder<'_> {
             Some(VirtualServiceProvider::VirtualNode(p)) => {
                 let node = p.virtual_node_name.to_string();
                 let cluster = self.cluster(&node, port, policy)?;
+                // No router, so no route timeout: the provider's listener timeout applies,
+                // as App Mesh gives a node-provided service (its default when unset).
+                let (per_request, idle) = self
+                    .clusters
+                    .get(&cluster)
+                    .and_then(|c| {
+                        let n = self.snapshot.nodes.get(&node)?;
+                        n.listeners().iter().find(|l| l.port_mapping.port == c.port)
+                    })
+                    .map_or(
+                        (DEFAULT_PER_REQUEST_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS),
+                        listener_timeouts,
+                    );
                 routes.push(RouteConfig {
                     name: format!("virtualNode/{node}"),
                     r#match: HttpRouteMatch {
@@ -348,7 +353,8 @@ impl Builder<'_> {
                         cluster: cluster.clone(),
                         weight: 1,
                     }],
-                    per_request_timeout_ms: DEFAULT_PER_REQUEST_TIMEOUT_MS,
+                    per_request_timeout_ms: per_request,
+                    idle_timeout_ms: idle,
                     retry: RetryConfig::app_mesh_default(),
                 });
                 // A tcp listener is reached over raw TCP too (a sidecar's --egress-tcp).
@@ -363,7 +369,7 @@ impl Builder<'_> {
                             name: format!("virtualNode/{node}"),
                             port: None,
                             targets: vec![WeightedCluster { cluster, weight: 1 }],
-                            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+                            idle_timeout_ms: idle,
                             connect_retries: DEFAULT_MAX_RETRIES,
                         }],
                     );
@@ -438,6 +444,7 @@ impl Builder<'_> {
                             per_request_timeout_ms: parts
                                 .per_request_ms
                                 .unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
+                            idle_timeout_ms: parts.idle_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
                             retry: parts.retry,
                         },
                     ));
@@ -526,6 +533,23 @@ impl Builder<'_> {
     }
 }
 
+/// A node listener's (perRequest, idle) in ms, App Mesh's defaults filling what it leaves
+/// unset, 0 standing for "disabled".
+fn listener_timeouts(l: &crate::model::spec::Listener) -> (u64, u64) {
+    let (per_request, idle) = match &l.timeout {
+        Some(ListenerTimeout::Http(t) | ListenerTimeout::Http2(t)) => {
+            (ms(t.per_request.as_ref()), ms(t.idle.as_ref()))
+        }
+        Some(ListenerTimeout::Grpc(t)) => (ms(t.per_request.as_ref()), ms(t.idle.as_ref())),
+        Some(ListenerTimeout::Tcp(t)) => (None, ms(t.idle.as_ref())),
+        None => (None, None),
+    };
+    (
+        per_request.unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
+        idle.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+    )
+}
+
 /// A registered endpoint is `host:port`, or a bare host that serves every listener of its
 /// node on the listener's own port.
 fn with_port(addr: &str, port: u16) -> String {
@@ -567,6 +591,7 @@ struct RouteParts {
     r#match: HttpRouteMatch,
     port: Option<u16>,
     per_request_ms: Option<u64>,
+    idle_ms: Option<u64>,
     retry: RetryConfig,
 }
 
@@ -576,6 +601,7 @@ fn route_parts(route: &RouteType) -> Option<RouteParts> {
             r#match: r.r#match.clone(),
             port: r.r#match.port,
             per_request_ms: r.timeout.as_ref().and_then(|t| ms(t.per_request.as_ref())),
+            idle_ms: r.timeout.as_ref().and_then(|t| ms(t.idle.as_ref())),
             retry: match &r.retry_policy {
                 Some(p) => retry_config(
                     p.max_retries,
@@ -610,6 +636,7 @@ fn route_parts(route: &RouteType) -> Option<RouteParts> {
                 },
                 port: m.port,
                 per_request_ms: r.timeout.as_ref().and_then(|t| ms(t.per_request.as_ref())),
+                idle_ms: r.timeout.as_ref().and_then(|t| ms(t.idle.as_ref())),
                 retry: match &r.retry_policy {
                     Some(p) => retry_config(
                         p.max_retries,

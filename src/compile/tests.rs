@@ -82,7 +82,7 @@ fn gateway_routes_resolve_through_services_and_routers_to_weighted_clusters() {
     let cfg = compile(&walkthrough(), &gateway(), &Endpoints::new(), 7).unwrap();
     assert_eq!(cfg.version, 7);
     assert_eq!(cfg.listeners.len(), 1);
-    let ListenerRole::Gateway { routes } = &cfg.listeners[0].role else {
+    let ListenerRole::Gateway { routes, .. } = &cfg.listeners[0].role else {
         panic!("gateway listener")
     };
     let services: Vec<&str> = routes.iter().map(|r| r.service.as_str()).collect();

@@ -340,12 +340,12 @@ impl LoggedBody {
 
 impl hyper::body::Body for LoggedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::error::BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, super::error::BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

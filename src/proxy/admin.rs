@@ -18,7 +18,7 @@ pub async fn serve_admin(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app = Router::new()
-        .route("/ready", get(|| async { "LIVE\n" }))
+        .route("/ready", get(ready))
         .route("/stats", get(stats))
         .route("/config", get(config))
         .with_state(runtime);
@@ -26,6 +26,19 @@ pub async fn serve_admin(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+/// LIVE, or 503 while a gateway listener fails its own `healthCheck`.
+async fn ready(State(rt): State<Arc<Runtime>>) -> axum::response::Response {
+    let failing = rt.unhealthy_listeners();
+    if failing.is_empty() {
+        return "LIVE\n".into_response();
+    }
+    (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        format!("UNHEALTHY: listener {failing:?} fails its health check\n"),
+    )
+        .into_response()
 }
 
 async fn stats(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {

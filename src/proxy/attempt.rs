@@ -74,7 +74,8 @@ pub enum Next {
 /// The retry state of one request.
 pub struct Attempts<'a> {
     retry: &'a RetryConfig,
-    deadline: Instant,
+    /// The request's `perRequest` deadline; none when that timeout is 0 (disabled).
+    deadline: Option<Instant>,
     /// The body can be sent again (it was buffered).
     replayable: bool,
     /// Retries granted so far. Counted up to the limit, never `1 + max` tries, so a
@@ -83,7 +84,11 @@ pub struct Attempts<'a> {
 }
 
 impl<'a> Attempts<'a> {
-    pub fn new(retry: &'a RetryConfig, deadline: Instant, replayable: bool) -> Attempts<'a> {
+    pub fn new(
+        retry: &'a RetryConfig,
+        deadline: Option<Instant>,
+        replayable: bool,
+    ) -> Attempts<'a> {
         Attempts {
             retry,
             deadline,
@@ -97,19 +102,22 @@ impl<'a> Attempts<'a> {
         self.retries
     }
 
-    /// How long the next try may wait for its response head: until the request's deadline,
-    /// or the per-try timeout when that is shorter.
-    pub fn try_budget(&self, now: Instant) -> Duration {
-        let left = self.deadline.saturating_duration_since(now);
-        match self.retry.per_retry_timeout_ms {
-            0 => left,
-            ms => left.min(Duration::from_millis(ms)),
+    /// When the next try, started at `now`, must have its response head: the request's
+    /// deadline, or the per-try timeout when that comes first; none when neither is set.
+    pub fn try_deadline(&self, now: Instant) -> Option<Instant> {
+        let per_try = match self.retry.per_retry_timeout_ms {
+            0 => None,
+            ms => Some(now + Duration::from_millis(ms)),
+        };
+        match (self.deadline, per_try) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
         }
     }
 
     /// Whether the request's own deadline has passed (its timeout, not a try's).
     pub fn expired(&self, now: Instant) -> bool {
-        now >= self.deadline
+        self.deadline.is_some_and(|d| now >= d)
     }
 
     /// After a try that ended with `outcome` at `now`: retry after a back-off, or stop.
@@ -124,7 +132,7 @@ impl<'a> Attempts<'a> {
             return Next::Stop;
         }
         let wait = backoff(self.retries + 1, roll);
-        if now + wait >= self.deadline {
+        if self.deadline.is_some_and(|d| now + wait >= d) {
             return Next::Stop;
         }
         self.retries += 1;
@@ -242,14 +250,15 @@ mod tests {
             r.statuses = vec![409];
             r.per_retry_timeout_ms = 100;
         });
-        let mut a = Attempts::new(&client_error, deadline, true);
-        assert_eq!(a.try_budget(Instant::now()), Duration::from_millis(100));
+        let mut a = Attempts::new(&client_error, Some(deadline), true);
+        let now = Instant::now();
+        assert_eq!(a.try_deadline(now), Some(now + Duration::from_millis(100)));
         assert_eq!(
             a.after(Outcome::PerTryTimeout, Instant::now(), 7),
             Next::Stop
         );
         let gateway_error = server_error();
-        let mut a = Attempts::new(&gateway_error, deadline, true);
+        let mut a = Attempts::new(&gateway_error, Some(deadline), true);
         assert!(matches!(
             a.after(Outcome::PerTryTimeout, Instant::now(), 7),
             Next::Retry { .. }
@@ -283,8 +292,10 @@ mod tests {
             r.reset = true;
         });
         let deadline = Instant::now() + Duration::from_secs(3600);
-        let mut a = Attempts::new(&r, deadline, true);
-        assert!(a.try_budget(Instant::now()) > Duration::ZERO);
+        let mut a = Attempts::new(&r, Some(deadline), true);
+        assert!(a
+            .try_deadline(Instant::now())
+            .is_some_and(|d| d > Instant::now()));
         for _ in 0..1000 {
             let Next::Retry { after } = a.after(Outcome::Reset, Instant::now(), 99) else {
                 panic!("stopped after {} retries", a.retries());
@@ -298,7 +309,7 @@ mod tests {
     async fn retries_stop_at_max_retries_and_never_after_the_deadline() {
         let r = server_error();
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut a = Attempts::new(&r, deadline, true);
+        let mut a = Attempts::new(&r, Some(deadline), true);
         assert!(matches!(
             a.after(RESP_503, Instant::now(), 1),
             Next::Retry { .. }
@@ -308,16 +319,28 @@ mod tests {
             Next::Retry { .. }
         ));
         assert_eq!(a.after(RESP_503, Instant::now(), 1), Next::Stop);
-        let mut late = Attempts::new(&r, deadline, true);
+        let mut late = Attempts::new(&r, Some(deadline), true);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(late.after(RESP_503, Instant::now(), 1), Next::Stop);
         assert!(late.expired(Instant::now()));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_disabled_per_request_timeout_bounds_a_try_only_by_its_per_retry_timeout() {
+        let none = retry(|_| {});
+        let a = Attempts::new(&none, None, true);
+        assert_eq!(a.try_deadline(Instant::now()), None);
+        assert!(!a.expired(Instant::now() + Duration::from_secs(86_400)));
+        let per_try = retry(|r| r.per_retry_timeout_ms = 300);
+        let a = Attempts::new(&per_try, None, true);
+        let now = Instant::now();
+        assert_eq!(a.try_deadline(now), Some(now + Duration::from_millis(300)));
+    }
+
     #[test]
     fn a_streamed_body_is_never_retried() {
         let r = server_error();
-        let mut a = Attempts::new(&r, Instant::now() + Duration::from_secs(5), false);
+        let mut a = Attempts::new(&r, Some(Instant::now() + Duration::from_secs(5)), false);
         assert_eq!(
             a.after(Outcome::ConnectFailure, Instant::now(), 1),
             Next::Stop

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// A body's error: hyper's, or the proxy's own when it cuts a response (a timeout).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BodyError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -39,6 +41,10 @@ pub enum ProxyError {
     Overflow { target: String, reason: String },
     #[error("upstream did not answer within {0} ms")]
     Timeout(u64),
+    /// Nothing arrived from the upstream for the route's or listener's `timeout.idle`
+    /// before it answered (Envoy's stream idle timeout: 408).
+    #[error("upstream stream idle for {0} ms")]
+    StreamIdle(u128),
     #[error("bad request: {0}")]
     BadRequest(String),
 }
@@ -58,6 +64,7 @@ impl ProxyError {
             // default policy (retry on 503) retries a sidecar whose app refused.
             | ProxyError::Upstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::StreamIdle(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -88,7 +95,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute(_) => 12,        // UNIMPLEMENTED
             ProxyError::NotABackend { .. } => 7, // PERMISSION_DENIED
-            ProxyError::Timeout(_) => 4,         // DEADLINE_EXCEEDED
+            ProxyError::Timeout(_) | ProxyError::StreamIdle(_) => 4, // DEADLINE_EXCEEDED
             ProxyError::BadRequest(_) => 3,      // INVALID_ARGUMENT
             ProxyError::NoProvider(_)
             | ProxyError::NoHealthyEndpoint(_)

@@ -10,9 +10,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 
 use super::attempt::{choose_target, Attempts, Next, Outcome};
-use super::error::{Body, ProxyError};
+use super::error::{Body, BodyError, ProxyError};
 use super::route_table::Route;
 use super::server::UpstreamHost;
+use super::timeout::Timers;
 use super::tls::UpstreamTlsError;
 use super::upgrade::take_upgrade;
 use super::upstream::Usable;
@@ -39,8 +40,7 @@ async fn payload(headers: &HeaderMap, mut body: Body) -> Result<Payload, ProxyEr
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
-    let reading =
-        |e: hyper::Error| ProxyError::BadRequest(format!("reading the request body: {e}"));
+    let reading = |e: BodyError| ProxyError::BadRequest(format!("reading the request body: {e}"));
     match (len, chunked) {
         (Some(n), false) if n <= MAX_RETRY_BODY => {
             let bytes = body.collect().await.map_err(reading)?.to_bytes();
@@ -80,13 +80,10 @@ async fn payload(headers: &HeaderMap, mut body: Body) -> Result<Payload, ProxyEr
                     Err(_) => break,
                 }
             }
-            Ok(Payload::Streaming(Some(
-                Prefixed {
-                    read: read.into(),
-                    rest: body,
-                }
-                .boxed(),
-            )))
+            Ok(Payload::Streaming(Some(boxed(Prefixed {
+                read: read.into(),
+                rest: body,
+            }))))
         }
     }
 }
@@ -99,12 +96,12 @@ struct Prefixed {
 
 impl hyper::body::Body for Prefixed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.read.pop_front() {
             Some(f) => std::task::Poll::Ready(Some(Ok(f))),
             None => std::pin::Pin::new(&mut self.rest).poll_frame(cx),
@@ -114,6 +111,15 @@ impl hyper::body::Body for Prefixed {
     fn is_end_stream(&self) -> bool {
         self.read.is_empty() && self.rest.is_end_stream()
     }
+}
+
+/// A hyper body as the proxy's `Body`, whose error can also be the proxy's own.
+pub(super) fn boxed<B>(body: B) -> Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BodyError>,
+{
+    body.map_err(Into::into).boxed()
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -177,8 +183,12 @@ pub(super) async fn forward(
     }
     let mut payload = payload(&parts.headers, body).await?;
     let retry = &route.config.retry;
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(route.config.per_request_timeout_ms);
+    // Started once the request has been read, as Envoy's route timeout is.
+    let timers = Timers::start(
+        route.config.per_request_timeout_ms,
+        route.config.idle_timeout_ms,
+    );
+    let deadline = timers.deadline;
     let mut attempts = Attempts::new(retry, deadline, matches!(payload, Payload::Buffered(_)));
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
@@ -230,10 +240,11 @@ pub(super) async fn forward(
             .uri(uri)
             .body(body)
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        let budget = attempts.try_budget(tokio::time::Instant::now());
+        let mut this_try = timers;
+        this_try.deadline = attempts.try_deadline(tokio::time::Instant::now());
         let client = super::upstream_client(state, cluster);
         let started = std::time::Instant::now();
-        let outcome = tokio::time::timeout(budget, client.request(req)).await;
+        let outcome = this_try.headers(client.request(req)).await;
         let now = tokio::time::Instant::now();
         // Outlier detection counts what Envoy's consecutive-5xx does: 5xx answers, and
         // connection failures and timeouts as the 503 and 504 they become.
@@ -243,6 +254,8 @@ pub(super) async fn forward(
         );
         tried.push(endpoint.address.clone());
         let (failed, error) = match outcome {
+            // A silent upstream is not retried: the stream idle timeout ends the request.
+            Err(e @ ProxyError::StreamIdle(_)) => return Err(e),
             Err(_) if attempts.expired(now) => {
                 return Err(ProxyError::Timeout(route.config.per_request_timeout_ms));
             }
@@ -300,7 +313,8 @@ pub(super) async fn forward(
                     Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                         u.bridge(resp)
                     }
-                    _ => finish(resp),
+                    // The timers run on until the last byte, as Envoy's route timeout does.
+                    _ => finish(resp).map(|b| timers.body(b)),
                 };
                 out.extensions_mut()
                     .insert(UpstreamHost(endpoint.address.clone()));
@@ -361,5 +375,5 @@ fn request_id() -> String {
 pub(super) fn finish(resp: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.boxed())
+    Response::from_parts(parts, boxed(body))
 }

@@ -8,6 +8,7 @@ mod error;
 mod forward;
 mod health;
 mod limits;
+mod listeners;
 mod outlier;
 mod path;
 mod pool;
@@ -16,6 +17,7 @@ mod route_table;
 mod server;
 mod stats;
 mod tcp;
+mod timeout;
 mod tls;
 mod upgrade;
 mod upstream;
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use admin::serve_admin;
 pub use error::ProxyError;
 pub use limits::ListenerLimits;
+pub use listeners::{plan, Layout, ListenerError, Listeners, Plan, Wanted};
 pub use route_table::{RequestView, RouteTable};
 pub use server::{serve_listener, Mode};
 pub use tls::{watch_credentials_dir, Credentials, TlsError, UpstreamTlsError, FILE_POLL};
@@ -111,6 +114,8 @@ pub struct Runtime {
     shutdown: CancellationToken,
     /// Set once by the CLI before listeners start; the defaults otherwise.
     limits: std::sync::OnceLock<ListenerLimits>,
+    /// Gateway listener port -> passes its own `healthCheck`, for `/ready`.
+    listener_health: std::sync::Mutex<std::collections::BTreeMap<u16, bool>>,
 }
 
 impl Runtime {
@@ -132,6 +137,7 @@ impl Runtime {
             tls,
             shutdown,
             limits: std::sync::OnceLock::new(),
+            listener_health: Default::default(),
         }))
     }
 
@@ -143,6 +149,33 @@ impl Runtime {
 
     pub(crate) fn limits(&self) -> ListenerLimits {
         self.limits.get().copied().unwrap_or_default()
+    }
+
+    /// Records a gateway listener's health; true when that changed it.
+    fn set_listener_health(&self, port: u16, healthy: bool) -> bool {
+        let mut map = self
+            .listener_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(port, healthy) != Some(healthy)
+    }
+
+    fn forget_listener_health(&self, port: u16) {
+        self.listener_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&port);
+    }
+
+    /// Gateway listeners failing their `healthCheck` now.
+    pub fn unhealthy_listeners(&self) -> Vec<u16> {
+        self.listener_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// Installs the proxy's own certificate, key and CA bundle, after checking that they

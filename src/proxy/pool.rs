@@ -49,9 +49,14 @@ impl Limiter {
         }
     }
 
-    /// A slot now; else a place in the queue until one frees or `deadline` passes; else an
+    /// A slot now; else a place in the queue until one frees or `deadline` passes (no
+    /// deadline: a per-request timeout of 0, which waits as long as it takes); else an
     /// overflow. Never waits when the queue is full or has no room (`max_pending` 0).
-    pub async fn acquire(&self, deadline: Instant, timeout_ms: u64) -> Result<Permit, ProxyError> {
+    pub async fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        timeout_ms: u64,
+    ) -> Result<Permit, ProxyError> {
         if let Ok(p) = self.in_flight.clone().try_acquire_owned() {
             return Ok(Permit(p));
         }
@@ -75,10 +80,15 @@ impl Limiter {
                 reason,
             });
         };
-        match tokio::time::timeout_at(deadline, self.in_flight.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(Permit(p)),
+        let wait = self.in_flight.clone().acquire_owned();
+        let got = match deadline {
+            Some(at) => tokio::time::timeout_at(at, wait).await.ok(),
+            None => Some(wait.await),
+        };
+        match got {
+            Some(Ok(p)) => Ok(Permit(p)),
             // The semaphore is never closed; treat it as a timeout should that change.
-            Ok(Err(_)) | Err(_) => Err(ProxyError::Timeout(timeout_ms)),
+            Some(Err(_)) | None => Err(ProxyError::Timeout(timeout_ms)),
         }
     }
 }
@@ -121,7 +131,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn overflow_beyond_in_flight_and_pending_is_refused_at_once() {
         let l = Arc::new(limiter(2, 1));
-        let far = Instant::now() + Duration::from_secs(60);
+        let far = Some(Instant::now() + Duration::from_secs(60));
         let a = l.acquire(far, 60_000).await.expect("first slot");
         let _b = l.acquire(far, 60_000).await.expect("second slot");
         let waiter = tokio::spawn({
@@ -149,11 +159,11 @@ mod tests {
     async fn a_queued_request_waits_no_longer_than_its_timeout() {
         let l = limiter(1, 10);
         let _a = l
-            .acquire(Instant::now() + Duration::from_secs(60), 60_000)
+            .acquire(Some(Instant::now() + Duration::from_secs(60)), 60_000)
             .await
             .expect("slot");
         let r = l
-            .acquire(Instant::now() + Duration::from_millis(100), 100)
+            .acquire(Some(Instant::now() + Duration::from_millis(100)), 100)
             .await;
         assert!(matches!(r, Err(ProxyError::Timeout(100))));
     }
@@ -161,7 +171,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_queue_overflow_is_immediate() {
         let l = limiter(1, 0);
-        let far = Instant::now() + Duration::from_secs(60);
+        let far = Some(Instant::now() + Duration::from_secs(60));
         let _a = l.acquire(far, 60_000).await.expect("slot");
         assert!(matches!(
             l.acquire(far, 60_000).await,

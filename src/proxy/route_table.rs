@@ -410,7 +410,7 @@ impl RouteTable {
     pub fn new(config: &ProxyConfig) -> Result<RouteTable, ConfigError> {
         let mut gateway = HashMap::new();
         for l in &config.listeners {
-            if let ListenerRole::Gateway { routes } = &l.role {
+            if let ListenerRole::Gateway { routes, .. } = &l.role {
                 gateway.insert(
                     l.port,
                     routes

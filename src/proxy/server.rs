@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -15,70 +15,70 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{Body, ProxyError};
-use super::forward::{error_chain, finish, forward, strip_hop_by_hop};
+use super::forward::{boxed, error_chain, finish, forward, strip_hop_by_hop};
 use super::pool::Limiter;
 use super::route_table::{RequestView, Route};
 use super::tcp::Target;
+use super::timeout::Timers;
 use super::tls::Downstream;
 use super::{Runtime, State};
+use crate::compile::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PER_REQUEST_TIMEOUT_MS};
+use crate::model::spec::PortProtocol;
 
 /// In-flight requests get this long to finish after shutdown is requested.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// What a listener does with its requests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// A virtual gateway listener (its configured port picks the gateway routes).
     Gateway { port: u16 },
-    /// A sidecar's inbound listener: everything to the local app.
-    Inbound {
-        app: String,
-        per_request_timeout_ms: u64,
-    },
+    /// A sidecar's inbound listener for the node listener on `port`: everything to the local
+    /// app at `app`. Its protocol, timeouts, pool and TLS are read from the running config
+    /// per connection and per request, so a pushed edit applies without a restart: a `tcp`
+    /// listener's connections are spliced, the others are served as HTTP.
+    Inbound { app: String, port: u16 },
     /// A sidecar's egress listener: routed by the virtual service named in Host.
     Egress,
-    /// A sidecar's inbound `tcp` listener: bytes spliced to the local app.
-    InboundTcp { app: String },
     /// A sidecar's `--egress-tcp` port: connections through `service`'s tcp route (the one
     /// matching `port`, when given).
     EgressTcp { service: String, port: Option<u16> },
 }
 
-/// Accepts connections on `listener` until `shutdown`, then drains. A listener whose config
-/// has `tls` terminates it as its mode says (looked up per connection, so a config swap
-/// applies to the next one).
+/// Accepts connections on `listener` until `shutdown`, then drains, in `mode` for good.
 pub async fn serve_listener(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     mode: Mode,
     shutdown: CancellationToken,
 ) {
-    let tls_port = listener
-        .local_addr()
-        .ok()
-        .and_then(|local| tls_port(&runtime, &mode, local.port()));
-    // Raw TCP has no requests: its connections are spliced, not served by hyper.
-    let target = match &mode {
-        Mode::InboundTcp { app } => Some(Target::App {
-            app: app.clone(),
-            port: tls_port,
-        }),
-        Mode::EgressTcp { service, port } => Some(Target::Service {
-            service: service.clone(),
-            port: *port,
-        }),
-        _ => None,
-    };
-    if let Some(target) = target {
-        return super::tcp::serve(listener, runtime, target, shutdown).await;
-    }
+    serve_live(
+        listener,
+        runtime,
+        Arc::new(ArcSwap::from_pointee(mode)),
+        shutdown,
+    )
+    .await
+}
+
+/// Accepts connections on `listener` until `shutdown`, then drains. Each connection takes
+/// the mode and the listener's settings current when it is accepted (TLS, raw TCP or
+/// HTTP), so a config swap applies to the next connection and never cuts an open one.
+pub(super) async fn serve_live(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    modes: Arc<ArcSwap<Mode>>,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
-    let mode = Arc::new(mode);
     let limits = runtime.limits();
     let slots = limits.connection_slots();
+    let mut spliced = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            // Reap finished connections so the set does not grow with every one ever served.
+            Some(_) = spliced.join_next(), if !spliced.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -88,15 +88,26 @@ pub async fn serve_listener(
                 }
             },
         };
-        let tls = tls_port.and_then(|p| runtime.state().listener_tls(p).cloned());
+        let _ = tcp.set_nodelay(true);
+        let mode = modes.load_full();
+        // Raw TCP has no requests: its connections are spliced, not served by hyper.
+        if let Some(target) = raw_tcp(&runtime, &mode) {
+            spliced.spawn(super::tcp::serve_connection(
+                runtime.clone(),
+                tcp,
+                peer,
+                target,
+            ));
+            continue;
+        }
+        let tls = tls_port(&mode).and_then(|p| runtime.state().listener_tls(p).cloned());
         let Some(slot) = super::limits::take_slot(&slots, peer) else {
             if tls.is_none() {
                 tokio::spawn(super::limits::refuse(tcp));
             }
             continue;
         };
-        let _ = tcp.set_nodelay(true);
-        let (rt, mode) = (runtime.clone(), mode.clone());
+        let rt = runtime.clone();
         let gauge = runtime.stats.active_connections.clone();
         let watcher = graceful.watcher();
         let local = tcp.local_addr().ok();
@@ -117,7 +128,7 @@ pub async fn serve_listener(
             };
             let service = hyper::service::service_fn(move |req| {
                 let (rt, mode) = (rt.clone(), mode.clone());
-                async move { Ok::<_, Infallible>(handle(rt, &mode, tls_port, conn, req).await) }
+                async move { Ok::<_, Infallible>(handle(rt, &mode, conn, req).await) }
             });
             let conn = limits
                 .http_builder()
@@ -128,35 +139,62 @@ pub async fn serve_listener(
             gauge.dec();
         });
     }
-    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain deadline passed; closing open connections");
+    // The socket closes now, so the port is free for a listener that replaces this one;
+    // the connections it accepted drain below.
+    drop(listener);
+    let http = async {
+        if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain deadline passed; closing open connections");
+        }
+    };
+    let tcp = async {
+        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+            while spliced.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = spliced.len(),
+                "drain deadline passed; closing tcp connections"
+            );
+            spliced.shutdown().await;
+        }
+    };
+    tokio::join!(http, tcp);
+}
+
+/// The configured port whose listener settings (TLS, timeouts, an inbound connection pool)
+/// a socket serves; egress is the app's side and never TLS.
+fn tls_port(mode: &Mode) -> Option<u16> {
+    match mode {
+        Mode::Gateway { port } | Mode::Inbound { port, .. } => Some(*port),
+        Mode::Egress | Mode::EgressTcp { .. } => None,
     }
 }
 
-/// The configured port whose listener settings (TLS, an inbound connection pool) a socket
-/// serves. A gateway names it;
-/// an inbound socket is the listener on its own port, or else the first inbound listener
-/// (the one `--listen` may have moved); egress is the app's side and never TLS.
-fn tls_port(rt: &Runtime, mode: &Mode, bound: u16) -> Option<u16> {
+/// Where a connection is spliced, when its listener carries raw TCP.
+fn raw_tcp(rt: &Runtime, mode: &Mode) -> Option<Target> {
     match mode {
-        Mode::Gateway { port } => Some(*port),
-        Mode::Egress | Mode::EgressTcp { .. } => None,
-        Mode::Inbound { .. } | Mode::InboundTcp { .. } => {
-            let config = rt.config();
-            let inbound = || {
-                config
-                    .listeners
-                    .iter()
-                    .filter(|l| matches!(l.role, crate::compile::ListenerRole::Inbound { .. }))
-            };
-            inbound()
-                .find(|l| l.port == bound)
-                .or_else(|| inbound().next())
-                .map(|l| l.port)
+        Mode::EgressTcp { service, port } => Some(Target::Service {
+            service: service.clone(),
+            port: *port,
+        }),
+        Mode::Inbound { app, port } => {
+            let state = rt.state();
+            let tcp = state
+                .config
+                .listeners
+                .iter()
+                .any(|l| l.port == *port && l.protocol == PortProtocol::Tcp);
+            tcp.then(|| Target::App {
+                app: app.clone(),
+                port: Some(*port),
+            })
         }
+        Mode::Gateway { .. } | Mode::Egress => None,
     }
 }
 
@@ -199,7 +237,6 @@ fn scheme_of(uri: &Uri, conn: Conn) -> &'static str {
 async fn handle(
     rt: Arc<Runtime>,
     mode: &Mode,
-    port: Option<u16>,
     conn: Conn,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -236,8 +273,8 @@ async fn handle(
             downstream_local: conn.local,
         });
     let body = match pending {
-        Some(_) => super::access_log::CountedBody::new(body, received).boxed(),
-        None => body.boxed(),
+        Some(_) => boxed(super::access_log::CountedBody::new(body, received)),
+        None => boxed(body),
     };
     let req = Request::from_parts(parts, body);
     let result = match (normalized, mode) {
@@ -245,17 +282,11 @@ async fn handle(
         (Ok(()), mode) => match mode {
             Mode::Gateway { port } => gateway(&state, *port, req).await,
             Mode::Egress => egress(&rt, &state, req).await,
-            // serve_listener hands these to `tcp` before any HTTP is spoken.
-            Mode::InboundTcp { .. } | Mode::EgressTcp { .. } => {
+            // serve_live hands these to `tcp` before any HTTP is spoken.
+            Mode::EgressTcp { .. } => {
                 Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))
             }
-            Mode::Inbound {
-                app,
-                per_request_timeout_ms,
-            } => {
-                let pool = port.and_then(|p| state.inbound_pool(p));
-                inbound(app, *per_request_timeout_ms, pool, &rt, req).await
-            }
+            Mode::Inbound { app, port } => inbound(app, *port, &state, &rt, req).await,
         },
     };
     let (resp, flags) = match result {
@@ -289,7 +320,7 @@ async fn handle(
                 upstream: resp.extensions().get::<UpstreamHost>().map(|u| u.0.clone()),
                 flags,
             };
-            resp.map(|b| super::access_log::LoggedBody::new(b, pending, answer).boxed())
+            resp.map(|b| boxed(super::access_log::LoggedBody::new(b, pending, answer)))
         }
         None => resp,
     }
@@ -320,6 +351,7 @@ fn response_flags(e: &ProxyError) -> &'static str {
         | ProxyError::NoProvider(_) => "UH",
         ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => "UF",
         ProxyError::Timeout(_) => "UT",
+        ProxyError::StreamIdle(_) => "SI",
         ProxyError::Overflow { .. } => "UO",
         ProxyError::NotABackend { .. } => "UAEX",
         ProxyError::BadRequest(_) => "DPE",
@@ -335,6 +367,7 @@ fn reason_label(e: &ProxyError) -> &'static str {
         ProxyError::Upstream { .. } => "upstream",
         ProxyError::UpstreamTls { .. } => "upstream_tls",
         ProxyError::Timeout(_) => "timeout",
+        ProxyError::StreamIdle(_) => "stream_idle",
         ProxyError::Overflow { .. } => "overflow",
         ProxyError::BadRequest(_) => "bad_request",
     }
@@ -450,18 +483,30 @@ async fn egress(
     forward(state, route, parts, body, &path, query.as_deref()).await
 }
 
-/// To the local app, within the node listener's `connectionPool`: App Mesh applies a
-/// virtual node's pool to its sidecar's connections to the local app.
+/// To the local app as the node listener on `port` says now: over HTTP/1.1, or h2c (prior
+/// knowledge) for an `http2` or `grpc` listener, as Envoy speaks to the app; within its
+/// `timeout` (perRequest to the last byte, idle between events) and its `connectionPool`
+/// (App Mesh applies a virtual node's pool to its sidecar's connections to the local app).
 async fn inbound(
     app: &str,
-    timeout_ms: u64,
-    pool: Option<&Arc<Limiter>>,
+    port: u16,
+    state: &State,
     rt: &Runtime,
     req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let listener = state.config.listeners.iter().find(|l| l.port == port);
+    let (protocol, per_request_ms, idle_ms) = listener.map_or(
+        (
+            PortProtocol::Http,
+            DEFAULT_PER_REQUEST_TIMEOUT_MS,
+            DEFAULT_IDLE_TIMEOUT_MS,
+        ),
+        |l| (l.protocol, l.per_request_timeout_ms, l.idle_timeout_ms),
+    );
+    let timers = Timers::start(per_request_ms, idle_ms);
+    let pool: Option<&Arc<Limiter>> = state.inbound_pool(port);
     let permit = match pool {
-        Some(p) => Some(p.acquire(deadline, timeout_ms).await?),
+        Some(p) => Some(p.acquire(timers.deadline, per_request_ms).await?),
         None => None,
     };
     let (mut parts, body) = req.into_parts();
@@ -475,20 +520,21 @@ async fn inbound(
         .parse()
         .map_err(|_| ProxyError::BadRequest("bad request target".into()))?;
     strip_hop_by_hop(&mut parts.headers);
+    // The client speaks the listener's protocol whatever the downstream spoke.
+    parts.version = http::Version::HTTP_11;
     let req = Request::from_parts(parts, body);
-    let send = rt.clients.h1.request(req);
-    let resp = match tokio::time::timeout_at(deadline, send).await {
-        Err(_) => return Err(ProxyError::Timeout(timeout_ms)),
-        Ok(Err(e)) => {
+    let send = rt.clients.for_protocol(protocol).request(req);
+    let resp = match timers.headers(send).await? {
+        Err(e) => {
             return Err(ProxyError::Upstream {
                 cluster: "local app".into(),
                 endpoint: app.to_owned(),
                 reason: error_chain(&e),
             })
         }
-        Ok(Ok(r)) => r,
+        Ok(r) => r,
     };
-    let mut out = finish(resp);
+    let mut out = finish(resp).map(|b| timers.body(b));
     out.extensions_mut().insert(UpstreamHost(app.to_owned()));
     if let Some(p) = permit {
         out = out.map(|b| p.hold_until_done(b));

@@ -13,10 +13,8 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::error::ProxyError;
 use super::stats::{ClusterLabels, ErrorLabels, Stats, TcpBytesLabels};
@@ -28,8 +26,6 @@ use crate::compile::{TcpRouteConfig, DEFAULT_IDLE_TIMEOUT_MS};
 /// Time to open a connection to an endpoint (or the local app) before it counts as a
 /// connect failure, and is retried elsewhere when the route allows.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Open connections get this long to end by themselves after shutdown; then they are cut.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 /// Per direction. Large enough for a full TLS record, small enough for thousands of idle
 /// connections.
 const BUFFER: usize = 16 * 1024;
@@ -44,81 +40,50 @@ pub(super) enum Target {
     Service { service: String, port: Option<u16> },
 }
 
-/// Accepts until `shutdown`, then gives open connections `DRAIN_DEADLINE` to finish.
-pub(super) async fn serve(
-    listener: TcpListener,
-    runtime: Arc<Runtime>,
+/// One accepted connection, on the config current now (the listener's accept loop, in
+/// `server.rs`, drains these with its HTTP connections).
+pub(super) async fn serve_connection(
+    rt: Arc<Runtime>,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
     target: Target,
-    shutdown: CancellationToken,
 ) {
-    let target = Arc::new(target);
-    let mut conns = JoinSet::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            // Reap finished connections so the set does not grow with every one ever served.
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            r = listener.accept() => match r {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(%e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+    let state = rt.state();
+    let (start, began, local) = (
+        std::time::SystemTime::now(),
+        Instant::now(),
+        tcp.local_addr().ok(),
+    );
+    let result = match &target {
+        Target::App { app, port } => inbound(&rt, &state, tcp, app, *port).await,
+        Target::Service { service, port } => egress(&rt, &state, tcp, service, *port).await,
+    };
+    // Envoy's tcp_proxy logs each connection when it closes, refused ones included.
+    if let Some(log) = &state.access_log {
+        let (spliced, flags) = match &result {
+            Ok(s) => (Some(s), "-"),
+            Err(e) => (None, flags(e)),
         };
-        let _ = tcp.set_nodelay(true);
-        let (rt, target) = (runtime.clone(), target.clone());
-        conns.spawn(async move {
-            let state = rt.state();
-            let (start, began, local) = (
-                std::time::SystemTime::now(),
-                Instant::now(),
-                tcp.local_addr().ok(),
-            );
-            let result = match &*target {
-                Target::App { app, port } => inbound(&rt, &state, tcp, app, *port).await,
-                Target::Service { service, port } => egress(&rt, &state, tcp, service, *port).await,
-            };
-            // Envoy's tcp_proxy logs each connection when it closes, refused ones included.
-            if let Some(log) = &state.access_log {
-                let (spliced, flags) = match &result {
-                    Ok(s) => (Some(s), "-"),
-                    Err(e) => (None, flags(e)),
-                };
-                log.log(&super::access_log::Entry {
-                    start,
-                    duration_ms: began.elapsed().as_millis(),
-                    bytes_received: spliced.map_or(0, |s| s.received),
-                    bytes_sent: spliced.map_or(0, |s| s.sent),
-                    http: None,
-                    upstream: spliced.map(|s| s.upstream.as_str()),
-                    flags,
-                    downstream_remote: Some(peer),
-                    downstream_local: local,
-                });
-            }
-            if let Err(e) = result {
-                tracing::debug!(proxy = %rt.identity, error = %e, "tcp connection refused");
-                rt.stats
-                    .local_errors
-                    .get_or_create(&ErrorLabels {
-                        reason: reason(&e).to_owned(),
-                    })
-                    .inc();
-            }
+        log.log(&super::access_log::Entry {
+            start,
+            duration_ms: began.elapsed().as_millis(),
+            bytes_received: spliced.map_or(0, |s| s.received),
+            bytes_sent: spliced.map_or(0, |s| s.sent),
+            http: None,
+            upstream: spliced.map(|s| s.upstream.as_str()),
+            flags,
+            downstream_remote: Some(peer),
+            downstream_local: local,
         });
     }
-    let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = conns.len(),
-            "drain deadline passed; closing tcp connections"
-        );
-        conns.shutdown().await;
+    if let Err(e) = result {
+        tracing::debug!(proxy = %rt.identity, error = %e, "tcp connection refused");
+        rt.stats
+            .local_errors
+            .get_or_create(&ErrorLabels {
+                reason: reason(&e).to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -166,7 +131,7 @@ async fn inbound(
     // `maxConnections` is a hard cap with no queue: over it, the connection is closed at
     // once (the limiter counts it), as Envoy's tcp_proxy does on overflow.
     let _permit = match port.and_then(|p| state.inbound_pool(p)) {
-        Some(pool) => Some(pool.acquire(Instant::now(), 0).await?),
+        Some(pool) => Some(pool.acquire(Some(Instant::now()), 0).await?),
         None => None,
     };
     let down = match port.and_then(|p| state.listener_tls(p)) {
@@ -190,7 +155,7 @@ async fn inbound(
     let (received, sent) = splice(
         down,
         up,
-        Duration::from_millis(idle),
+        super::timeout::limit(idle),
         &Counters::new(&rt.stats, &label),
     )
     .await;
@@ -226,7 +191,7 @@ async fn egress(
             Ok(up) => {
                 cluster.record(&ep, false);
                 let counters = Counters::new(&rt.stats, &cluster.name);
-                let idle = Duration::from_millis(route.idle_timeout_ms);
+                let idle = super::timeout::limit(route.idle_timeout_ms);
                 let (received, sent) = splice(tcp, up, idle, &counters).await;
                 return Ok(Spliced {
                     upstream: ep.address.clone(),
@@ -332,10 +297,11 @@ impl Counters {
     }
 }
 
-/// Copies both ways until both sides have closed, either fails, or nothing moved for `idle`.
+/// Copies both ways until both sides have closed, either fails, or nothing moved for `idle`
+/// (none: `timeout.idle` 0, which App Mesh defines as no idle timeout).
 /// A side's EOF is passed on as a half-close, so request/response protocols that close their
 /// sending side first still get their answer. Returns the bytes from and to the client.
-async fn splice<D, U>(down: D, up: U, idle: Duration, counters: &Counters) -> (u64, u64)
+async fn splice<D, U>(down: D, up: U, idle: Option<Duration>, counters: &Counters) -> (u64, u64)
 where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -346,7 +312,9 @@ where
     let (mut from_down, mut from_up) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
     let (mut down_open, mut up_open) = (true, true);
     let (mut received, mut sent) = (0u64, 0u64);
-    let timer = tokio::time::sleep(idle);
+    // Without an idle timeout the timer is never polled, so its length does not matter.
+    let gap = idle.unwrap_or(Duration::MAX);
+    let timer = tokio::time::sleep(idle.unwrap_or(Duration::ZERO));
     tokio::pin!(timer);
     while down_open || up_open {
         tokio::select! {
@@ -362,7 +330,9 @@ where
                     let n = u64::try_from(n).unwrap_or(u64::MAX);
                     received += n;
                     counters.bytes_in.inc_by(n);
-                    timer.as_mut().reset(Instant::now() + idle);
+                    if idle.is_some() {
+                        timer.as_mut().reset(Instant::now() + gap);
+                    }
                 }
                 Err(_) => break,
             },
@@ -378,12 +348,14 @@ where
                     let n = u64::try_from(n).unwrap_or(u64::MAX);
                     sent += n;
                     counters.bytes_out.inc_by(n);
-                    timer.as_mut().reset(Instant::now() + idle);
+                    if idle.is_some() {
+                        timer.as_mut().reset(Instant::now() + gap);
+                    }
                 }
                 Err(_) => break,
             },
-            _ = &mut timer => {
-                tracing::debug!(idle_ms = idle.as_millis(), "tcp connection idle; closing it");
+            _ = &mut timer, if idle.is_some() => {
+                tracing::debug!(idle_ms = gap.as_millis(), "tcp connection idle; closing it");
                 let _ = down_w.shutdown().await;
                 break;
             }

@@ -2,7 +2,6 @@
 //! headers, and once the upstream answers 101 the two upgraded connections are spliced.
 
 use http::{HeaderMap, HeaderValue, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -59,6 +58,6 @@ impl Upgrade {
             }
         });
         let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, body.boxed())
+        Response::from_parts(parts, super::forward::boxed(body))
     }
 }
