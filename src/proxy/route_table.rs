@@ -356,6 +356,7 @@ impl Route {
             },
             targets,
             per_request_timeout_ms: 15_000,
+            idle_timeout_ms: crate::compile::DEFAULT_IDLE_TIMEOUT_MS,
             retry: crate::compile::RetryConfig::app_mesh_default(),
         })
         .expect("a prefix match compiles")
