@@ -6,100 +6,29 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appliance::ca::{Ca, CaConfig, CERTS_DIR, DEFAULT_TRUST_DOMAIN};
+use appliance::ca::CERTS_DIR;
 use appliance::compile::{
     CertificateSource, ClientTlsConfig, ClusterConfig, GatewayRouteConfig, ListenerConfig,
-    ListenerRole, ListenerTlsConfig, ProxyConfig, RetryConfig, RouteConfig, ServiceConfig,
-    TrustSource, ValidationConfig, WeightedCluster,
+    ListenerRole, ListenerTlsConfig, PeerName, ProxyConfig, RetryConfig, RouteConfig, ServerCheck,
+    ServiceConfig, TrustSource, ValidationConfig, WeightedCluster,
 };
 use appliance::model::spec::{
     HttpGatewayRouteMatch, HttpRouteMatch, ListenerTlsMode, PortProtocol,
 };
 use appliance::model::Identity;
+use common::pki::{spiffe, write_credentials, Pki};
 use common::{render, spawn_upstreams, Api, Behaviour, Control, Proxy};
 use serde_json::{json, Value};
 
 const D: &str = "default.svc.cluster.local";
 const MESH: &str = "ColorApp";
 const GATEWAY: &str = "mesh/ColorApp/virtualGateway/colorgateway-vg";
-
-// === PKI helpers ===
-
-/// The appliance CA, opened through the library, issuing leaves on keys made here.
-struct Pki {
-    ca: Ca,
-}
-
-impl Pki {
-    fn open(dir: &Path) -> Pki {
-        let config = CaConfig {
-            trust_domain: DEFAULT_TRUST_DOMAIN.into(),
-            region: "us-east-1".into(),
-            account: "000000000000".into(),
-            leaf_ttl: time::Duration::hours(24),
-        };
-        let ca = Ca::open_or_create(dir, config, time::OffsetDateTime::now_utc()).expect("CA");
-        Pki { ca }
-    }
-
-    /// A chain and key for `identity`, with `dns` names besides its SPIFFE id.
-    fn leaf(&self, identity: &str, dns: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap();
-        let names: Vec<String> = dns.iter().map(|s| s.to_string()).collect();
-        let leaf = self
-            .ca
-            .issue_leaf(
-                &Identity::parse(identity).unwrap(),
-                &csr,
-                &names,
-                time::OffsetDateTime::now_utc(),
-            )
-            .unwrap();
-        (leaf.chain_pem, key.serialize_pem())
-    }
-
-    /// A fresh credentials directory for `identity`.
-    fn credentials(&self, root: &Path, identity: &str, dns: &[&str]) -> PathBuf {
-        let dir = root.join(identity.replace('/', "_"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (chain, key) = self.leaf(identity, dns);
-        write_credentials(&dir, Some((&chain, &key)), Some(&self.ca.bundle_pem()));
-        dir
-    }
-}
-
-/// Replaces files the way a renewal agent should: write aside, then rename over.
-fn write_atomic(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn write_credentials(dir: &Path, leaf: Option<(&str, &str)>, bundle: Option<&str>) {
-    if let Some(b) = bundle {
-        write_atomic(&dir.join("ca.pem"), b);
-    }
-    if let Some((chain, key)) = leaf {
-        write_atomic(&dir.join("key.pem"), key);
-        write_atomic(&dir.join("cert.pem"), chain);
-    }
-}
-
-fn spiffe(identity: &str) -> String {
-    format!("spiffe://{DEFAULT_TRUST_DOMAIN}/{identity}")
-}
 
 // === clients ===
 
@@ -755,7 +684,11 @@ fn upstream_without_credentials_gets_a_clear_503_until_they_arrive() {
         &sidecar.addrs["sidecar-inbound"],
         Some(ClientTlsConfig {
             certificate: Some(CertificateSource::Own),
-            validation: own_trust(&[&spiffe(NODE)]),
+            server: ServerCheck::Verify {
+                validation: own_trust(&[&spiffe(NODE)]),
+                // The listed SANs are what is checked; this name is not used.
+                expected: PeerName::Dns("unused.local".into()),
+            },
         }),
     );
     let gw_cfg = write_config(tmp.path(), "gw.json", &config);
@@ -838,7 +771,11 @@ fn swapping_credentials_and_rotating_the_ca_under_load_fails_no_request() {
         &sidecar.addrs["sidecar-inbound"],
         Some(ClientTlsConfig {
             certificate: Some(CertificateSource::Own),
-            validation: own_trust(&[&spiffe(NODE)]),
+            server: ServerCheck::Verify {
+                validation: own_trust(&[&spiffe(NODE)]),
+                // The listed SANs are what is checked; this name is not used.
+                expected: PeerName::Dns("unused.local".into()),
+            },
         }),
     );
     let gateway = start_gateway(&write_config(tmp.path(), "gw.json", &config), &gw_creds);

@@ -154,15 +154,44 @@ pub struct ValidationConfig {
     pub subject_alternative_names: Vec<String>,
 }
 
-/// TLS a proxy originates to a cluster: the client policy that applies to it, already
-/// narrowed by `enforce` and `ports` (a policy that does not apply leaves no value).
+/// TLS a proxy originates to a cluster: the client policy that applies to it (already
+/// narrowed by `enforce` and `ports`), or, with none, the TLS App Mesh negotiates anyway
+/// because the server's listener is STRICT or PERMISSIVE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientTlsConfig {
     /// The client certificate offered when the upstream asks for one (mutual TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateSource>,
-    pub validation: ValidationConfig,
+    pub server: ServerCheck,
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ServerCheck {
+    /// The chain must lead to `validation.trust`; then one of its exact SANs must be the
+    /// server's, or, when it names none, `expected` (App Mesh: the server's
+    /// service-discovery name).
+    Verify {
+        validation: ValidationConfig,
+        expected: PeerName,
+    },
+    /// App Mesh with no client policy toward a listener serving a `file` certificate: TLS is
+    /// negotiated and the certificate is not validated.
+    Unverified,
+}
+
+/// The name a server's certificate must carry when the client policy lists no SANs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PeerName {
+    /// A DNS SAN equal to this name, or a wildcard SAN (`*.apps.local`) covering it: the
+    /// virtual node's DNS hostname, or `service.namespace` for Cloud Map discovery.
+    Dns(String),
+    /// A SPIFFE URI SAN whose path is `/mesh/<mesh>/virtualNode/<node>`: a node with no
+    /// service discovery (its endpoints come from the registry) has no DNS name to check.
+    Node { mesh: String, node: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

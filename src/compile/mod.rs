@@ -490,9 +490,23 @@ impl Builder<'_> {
             ))
         })?;
         let (port, protocol) = (listener.port_mapping.port, listener.port_mapping.protocol);
-        let tls = policy
-            .filter(|p| p.enforces() && p.applies_to_port(port))
-            .map(tls::client);
+        let expected = match &node.service_discovery {
+            Some(ServiceDiscovery::Dns(d)) => PeerName::Dns(d.hostname.clone()),
+            Some(ServiceDiscovery::AwsCloudMap(c)) => {
+                PeerName::Dns(format!("{}.{}", c.service_name, c.namespace_name))
+            }
+            None => PeerName::Node {
+                mesh: self.snapshot.mesh.clone(),
+                node: node_name.to_owned(),
+            },
+        };
+        let tls = match policy.filter(|p| p.enforces() && p.applies_to_port(port)) {
+            Some(p) => Some(tls::client(p, expected)),
+            None => listener
+                .tls
+                .as_ref()
+                .and_then(|t| tls::negotiated(t, expected)),
+        };
         let base = format!(
             "cds_egress_{}_{node_name}_{}_{port}",
             self.snapshot.mesh,

@@ -244,14 +244,18 @@ fn acm_listener_certificate_and_ca_trust_become_the_proxys_own_credentials() {
     // App Mesh's defaults: enforce true, all ports. Every cluster originates TLS.
     assert_eq!(cfg.clusters.len(), 4);
     for (name, c) in &cfg.clusters {
-        assert_eq!(
-            c.tls,
-            Some(ClientTlsConfig {
-                certificate: None,
-                validation: trust_ca()
-            }),
-            "{name}"
-        );
+        let Some(ClientTlsConfig {
+            certificate: None,
+            server:
+                ServerCheck::Verify {
+                    validation,
+                    expected: PeerName::Dns(_),
+                },
+        }) = &c.tls
+        else {
+            panic!("{name}: {:?}", c.tls)
+        };
+        assert_eq!(validation, &trust_ca(), "{name}");
     }
     let text = serde_json::to_string(&cfg).unwrap();
     assert_eq!(ProxyConfig::from_json(&text).unwrap(), cfg);
@@ -272,9 +276,13 @@ fn a_policy_that_is_not_enforced_or_names_other_ports_leaves_plain_text() {
         let cfg = compile(&snap, &gateway(), &Endpoints::new(), 1).unwrap();
         let c = &cfg.clusters["cds_egress_ColorApp_colorteller-white-vn_http_9080"];
         assert_eq!(c.tls.is_some(), tls, "{policy}");
-        if let Some(t) = &c.tls {
+        if let Some(ClientTlsConfig {
+            server: ServerCheck::Verify { validation, .. },
+            ..
+        }) = &c.tls
+        {
             assert_eq!(
-                t.validation.trust,
+                validation.trust,
                 TrustSource::File {
                     path: "/etc/ca.pem".into()
                 }
@@ -342,11 +350,22 @@ fn a_backends_own_policy_replaces_the_defaults_and_keeps_its_cluster_apart() {
         cfg.clusters[base].tls,
         Some(ClientTlsConfig {
             certificate: Some(CertificateSource::Own),
-            validation: trust_ca()
+            server: ServerCheck::Verify {
+                validation: trust_ca(),
+                expected: PeerName::Dns("white".into()),
+            },
         })
     );
+    // `enforce: false` is no client policy: App Mesh negotiates TLS with the PERMISSIVE
+    // listener anyway, and does not validate its file certificate.
     let plain = format!("{base}_tls2");
-    assert_eq!(cfg.clusters[&plain].tls, None);
+    assert_eq!(
+        cfg.clusters[&plain].tls,
+        Some(ClientTlsConfig {
+            certificate: None,
+            server: ServerCheck::Unverified,
+        })
+    );
     assert_eq!(
         cfg.services[&format!("colorteller-2.{D}")].routes[0].targets[0].cluster,
         plain

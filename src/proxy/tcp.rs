@@ -192,7 +192,21 @@ async fn egress(
                 cluster.record(&ep, false);
                 let counters = Counters::new(&rt.stats, &cluster.name);
                 let idle = super::timeout::limit(route.idle_timeout_ms);
-                let (received, sent) = splice(tcp, up, idle, &counters).await;
+                let (received, sent) = match &cluster.tls {
+                    None => splice(tcp, up, idle, &counters).await,
+                    // A TLS failure is not retried elsewhere: every endpoint of the cluster
+                    // shares its TLS settings, so it would fail the same way.
+                    Some(tls) => {
+                        let up = tls.handshake_tcp(&ep.address, up).await.map_err(|e| {
+                            ProxyError::UpstreamTls {
+                                cluster: cluster.name.clone(),
+                                endpoint: ep.address.clone(),
+                                reason: e.reason,
+                            }
+                        })?;
+                        splice(tcp, up, idle, &counters).await
+                    }
+                };
                 return Ok(Spliced {
                     upstream: ep.address.clone(),
                     received,

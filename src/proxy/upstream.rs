@@ -165,6 +165,8 @@ pub struct Cluster {
     /// For a cluster under a TLS client policy: its own client, whose one rustls config
     /// (and session cache) every connection to the cluster shares.
     tls_client: Option<Client<Connector, Body>>,
+    /// The same TLS, for raw TCP splices (which have no HTTP client).
+    pub(crate) tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Cluster {
@@ -175,6 +177,7 @@ impl Cluster {
         stats: &Stats,
         old: Option<&Cluster>,
     ) -> Cluster {
+        let tls = tls.map(Arc::new);
         let checked = config.health_check.is_some();
         // An endpoint the previous config had keeps its state (a health check that still
         // applies); a new one in a checked cluster waits for its first passing check, as
@@ -196,7 +199,8 @@ impl Cluster {
             outlier: config
                 .outlier_detection
                 .map(|o| Outlier::new(name, o, stats)),
-            tls_client: tls.map(|t| client(config.protocol, Some(Arc::new(t)))),
+            tls_client: tls.clone().map(|t| client(config.protocol, Some(t))),
+            tls,
         }
     }
 

@@ -312,8 +312,13 @@ fn leaf_dns_names(ctx: &Context, identity: &Identity) -> Vec<String> {
                     acm(&a.certificate_arn);
                 }
             }
-            if let Some(ServiceDiscovery::Dns(d)) = &n.service_discovery {
-                names.push(d.hostname.clone());
+            match &n.service_discovery {
+                Some(ServiceDiscovery::Dns(d)) => names.push(d.hostname.clone()),
+                // App Mesh checks a Cloud Map node's certificate against service.namespace.
+                Some(ServiceDiscovery::AwsCloudMap(c)) => {
+                    names.push(format!("{}.{}", c.service_name, c.namespace_name));
+                }
+                None => {}
             }
         }
         (Spec::VirtualGateway(g), ProxyKind::VirtualGateway) => {

@@ -2,6 +2,8 @@
 //! read its address from its `listening on <addr>` log line, and stop it on drop.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -11,15 +11,18 @@ use std::task::{Context, Poll};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::verify::{failure_reason, peer_identity, rustls_error, PeerVerifier, SlotClientCert};
+use super::verify::{
+    failure_reason, peer_identity, rustls_error, AnyServerCert, PeerVerifier, SlotClientCert,
+};
 use super::{CertSlot, TlsStore, TrustSlot};
-use crate::compile::{ClientTlsConfig, ConfigError};
+use crate::compile::{ClientTlsConfig, ConfigError, ServerCheck};
 use crate::model::spec::PortProtocol;
 use crate::proxy::stats::{ClusterLabels, ClusterPeerLabels, ClusterReasonLabels, Stats};
 
@@ -37,7 +40,8 @@ pub struct UpstreamTlsError {
 pub(crate) struct UpstreamTls {
     config: Arc<ClientConfig>,
     cert: Option<Arc<CertSlot>>,
-    trust: Arc<TrustSlot>,
+    /// None when the server's certificate is not validated.
+    trust: Option<Arc<TrustSlot>>,
     cluster: String,
     stats: Arc<Stats>,
 }
@@ -50,23 +54,41 @@ impl UpstreamTls {
         cluster: &str,
         stats: &Arc<Stats>,
     ) -> Result<UpstreamTls, ConfigError> {
-        let trust = store.trust(&policy.validation.trust);
         let cert = policy.certificate.as_ref().map(|c| store.cert(c));
+        let (trust, verifier): (_, Arc<dyn ServerCertVerifier>) = match &policy.server {
+            ServerCheck::Verify {
+                validation,
+                expected,
+            } => {
+                let trust = store.trust(&validation.trust);
+                let verifier = Arc::new(PeerVerifier {
+                    trust: trust.clone(),
+                    sans: validation.subject_alternative_names.clone(),
+                    expected: Some(expected.clone()),
+                    provider: store.provider.clone(),
+                });
+                (Some(trust), verifier)
+            }
+            ServerCheck::Unverified => (
+                None,
+                Arc::new(AnyServerCert {
+                    provider: store.provider.clone(),
+                }),
+            ),
+        };
         let builder = ClientConfig::builder_with_provider(store.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| ConfigError::Invalid(format!("cluster {cluster} TLS: {e}")))?
-            .dangerous() // a custom verifier: the chain is checked, names only against the SANs
-            .with_custom_certificate_verifier(Arc::new(PeerVerifier {
-                trust: trust.clone(),
-                sans: policy.validation.subject_alternative_names.clone(),
-                provider: store.provider.clone(),
-            }));
+            .dangerous() // a custom verifier: the chain is checked, names only as App Mesh does
+            .with_custom_certificate_verifier(verifier);
         let mut config = match &cert {
             Some(slot) => builder.with_client_cert_resolver(Arc::new(SlotClientCert(slot.clone()))),
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = match protocol {
             PortProtocol::Http2 | PortProtocol::Grpc => vec![b"h2".to_vec()],
+            // Raw TCP names no application protocol.
+            PortProtocol::Tcp => Vec::new(),
             _ => vec![b"http/1.1".to_vec()],
         };
         Ok(UpstreamTls {
@@ -94,12 +116,39 @@ impl UpstreamTls {
         tcp: TcpStream,
     ) -> Result<TlsStream<TcpStream>, UpstreamTlsError> {
         let endpoint = uri.authority().map(|a| a.as_str()).unwrap_or("?");
+        let host = uri.host().unwrap_or_default();
+        self.handshake_to(endpoint, host, tcp).await
+    }
+
+    /// TLS over a connection already open to `endpoint` (`host:port`), for a raw TCP
+    /// splice.
+    pub(crate) async fn handshake_tcp(
+        &self,
+        endpoint: &str,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, UpstreamTlsError> {
+        let host = match endpoint.rfind(':') {
+            Some(i) if !endpoint[i..].contains(']') => &endpoint[..i],
+            _ => endpoint,
+        };
+        self.handshake_to(endpoint, host, tcp).await
+    }
+
+    async fn handshake_to(
+        &self,
+        endpoint: &str,
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, UpstreamTlsError> {
         let missing = [
             self.cert
                 .as_ref()
                 .filter(|c| c.current().is_none())
                 .map(|c| &c.what),
-            Some(&self.trust.what).filter(|_| self.trust.current().is_none()),
+            self.trust
+                .as_ref()
+                .filter(|t| t.current().is_none())
+                .map(|t| &t.what),
         ];
         if let Some(what) = missing.into_iter().flatten().next() {
             self.failed("no_credentials");
@@ -107,7 +156,7 @@ impl UpstreamTls {
                 reason: format!("no TLS to {endpoint}: {what} are not loaded yet"),
             });
         }
-        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let host = host.trim_matches(['[', ']']);
         let name = match host.parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(host.to_owned()).map_err(|e| UpstreamTlsError {
@@ -143,7 +192,7 @@ impl UpstreamTls {
                     "not_tls" => " (the upstream answered in plain text: does its listener terminate TLS?)",
                     "io" => " (the upstream closed the connection during the handshake: does its listener terminate TLS?)",
                     "unknown_ca" => " (its certificate does not chain to the client policy's trust)",
-                    "san_mismatch" => " (its certificate names none of the client policy's subject alternative names)",
+                    "san_mismatch" => " (its certificate names none of the client policy's subject alternative names, or, with none listed, not the server's service-discovery name)",
                     k if k.starts_with("peer_alert") => " (the upstream refused the handshake; it may not accept this proxy's certificate)",
                     _ => "",
                 };

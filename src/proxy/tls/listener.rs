@@ -23,6 +23,10 @@ use crate::proxy::stats::{ListenerLabels, ListenerPeerLabels, ListenerReasonLabe
 /// A client that has not sent its first byte, or finished its handshake, by then is
 /// dropped, so half-open connections cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a PERMISSIVE tcp listener waits for a client's first byte before it takes the
+/// connection as plain text: a server-speaks-first protocol (SMTP, MySQL) sends nothing
+/// until it hears from the server, and must not stall on a TLS sniff.
+const PERMISSIVE_TCP_FIRST_BYTE: Duration = Duration::from_secs(1);
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 /// Resumable TLS sessions each listener remembers (about 100 bytes each).
@@ -55,6 +59,7 @@ impl ListenerTls {
             Some(v) => Arc::new(PeerVerifier {
                 trust: store.trust(&v.trust),
                 sans: v.subject_alternative_names.clone(),
+                expected: None,
                 provider: store.provider.clone(),
             }),
             None => rustls::server::WebPkiClientVerifier::no_client_auth(),
@@ -111,9 +116,20 @@ impl ListenerTls {
             return Some(Downstream::Plain(tcp));
         }
         let mut first = [0u8; 1];
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+        let server_may_speak_first =
+            self.config.mode == ListenerTlsMode::Permissive && self.protocol == PortProtocol::Tcp;
+        let wait = if server_may_speak_first {
+            PERMISSIVE_TCP_FIRST_BYTE
+        } else {
+            HANDSHAKE_TIMEOUT
+        };
+        match tokio::time::timeout(wait, tcp.peek(&mut first)).await {
             Ok(Ok(1)) => {}
             Ok(_) => return None, // closed before a byte, or reset
+            Err(_) if server_may_speak_first => {
+                self.counter(&self.stats.listener_plaintext);
+                return Some(Downstream::Plain(tcp));
+            }
             Err(_) => {
                 self.failed("timeout");
                 return None;

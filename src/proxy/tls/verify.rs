@@ -14,6 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 use super::{CertSlot, TrustSlot};
+use crate::compile::PeerName;
 
 // === impl CertSlot as a resolver ===
 
@@ -49,24 +50,132 @@ impl ResolvesClientCert for SlotClientCert {
 #[derive(Debug)]
 pub(super) struct PeerVerifier {
     pub trust: Arc<TrustSlot>,
-    /// Exact DNS or URI names; empty accepts any name (App Mesh: trust only).
+    /// Exact DNS or URI names; empty accepts `expected`, or with none any name (App Mesh's
+    /// listener validation: trust only).
     pub sans: Vec<String>,
+    /// What a server must be named when `sans` is empty (App Mesh: its service-discovery
+    /// name); none on a listener checking its clients.
+    pub expected: Option<PeerName>,
     pub provider: Arc<CryptoProvider>,
 }
 
 impl PeerVerifier {
     fn check_sans(&self, end_entity: &CertificateDer<'_>) -> Result<(), Error> {
-        if self.sans.is_empty() {
-            return Ok(());
-        }
-        if peer_names(end_entity)
-            .iter()
-            .any(|n| self.sans.iter().any(|want| want == n))
-        {
+        let names = peer_names(end_entity);
+        let ok = match (&self.sans[..], &self.expected) {
+            ([], None) => true,
+            ([], Some(expected)) => names.iter().any(|n| names_peer(n, expected)),
+            (sans, _) => names
+                .iter()
+                .any(|n| sans.iter().any(|want| san_is(n, want))),
+        };
+        if ok {
             Ok(())
         } else {
             Err(Error::InvalidCertificate(CertificateError::NotValidForName))
         }
+    }
+}
+
+/// Whether a certificate SAN (`peer_names` form: a URI or a DNS name) is the expected
+/// server name.
+fn names_peer(san: &str, expected: &PeerName) -> bool {
+    match expected {
+        PeerName::Dns(want) => !san.contains("://") && dns_matches(san, want),
+        PeerName::Node { mesh, node } => san
+            .strip_prefix("spiffe://")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, path)| path == format!("mesh/{mesh}/virtualNode/{node}")),
+    }
+}
+
+/// A policy's exact SAN against a certificate's: URIs compare as strings, DNS names by
+/// certificate name rules (Envoy's exact matcher on a DNS SAN does the same).
+fn san_is(san: &str, want: &str) -> bool {
+    if san.contains("://") || want.contains("://") {
+        san == want
+    } else {
+        dns_matches(san, want)
+    }
+}
+
+/// Whether the certificate's DNS name `pattern` covers `name`, as Envoy matches: case does
+/// not matter, and one `*` may stand in the leftmost label only, for at least one character
+/// (`*.a.com` covers `x.a.com`, not `a.com` or `y.x.a.com`; `f*.a.com` covers `fx.a.com`;
+/// never inside an `xn--` label).
+fn dns_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    if !pattern.contains('*') {
+        return pattern == name;
+    }
+    let (Some((plabel, prest)), Some((nlabel, nrest))) =
+        (pattern.split_once('.'), name.split_once('.'))
+    else {
+        return false;
+    };
+    if prest.contains('*') || prest.is_empty() || prest != nrest {
+        return false;
+    }
+    let Some((pre, post)) = plabel.split_once('*') else {
+        return false;
+    };
+    if post.contains('*') || (plabel != "*" && plabel.starts_with("xn--")) {
+        return false;
+    }
+    nlabel.len() > pre.len() + post.len() && nlabel.starts_with(pre) && nlabel.ends_with(post)
+}
+
+/// Accepts any server certificate (its handshake signature is still checked): App Mesh's
+/// TLS toward a listener that serves a `file` certificate when no client policy applies.
+#[derive(Debug)]
+pub(super) struct AnyServerCert {
+    pub provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -252,4 +361,62 @@ pub(super) fn failure_reason(e: &Error) -> String {
 /// The rustls error inside an I/O error from tokio-rustls, if that is what it carries.
 pub(super) fn rustls_error(e: &std::io::Error) -> Option<&Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<Error>())
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_san_covers_one_leftmost_label() {
+        assert!(dns_matches("*.apps.local", "a.apps.local"));
+        assert!(dns_matches("*.Apps.Local", "A.apps.local"));
+        assert!(!dns_matches("*.apps.local", "apps.local"));
+        assert!(!dns_matches("*.apps.local", "a.b.apps.local"));
+        assert!(dns_matches("f*.apps.local", "fx.apps.local"));
+        assert!(!dns_matches("f*.apps.local", "f.apps.local"));
+        assert!(!dns_matches("a.*.local", "a.b.local"));
+        assert!(!dns_matches("xn--*.apps.local", "xn--a.apps.local"));
+        assert!(dns_matches("white.apps.local", "WHITE.apps.local"));
+    }
+
+    #[test]
+    fn the_expected_name_is_a_dns_san_or_the_nodes_spiffe_path() {
+        let dns = PeerName::Dns("white.local".into());
+        assert!(names_peer("white.local", &dns));
+        assert!(!names_peer("spiffe://white.local", &dns));
+        let node = PeerName::Node {
+            mesh: "m".into(),
+            node: "white".into(),
+        };
+        assert!(names_peer(
+            "spiffe://appliance.local/mesh/m/virtualNode/white",
+            &node
+        ));
+        assert!(!names_peer(
+            "spiffe://appliance.local/mesh/m/virtualNode/black",
+            &node
+        ));
+        assert!(!names_peer(
+            "spiffe://appliance.local/mesh/m/virtualGateway/white",
+            &node
+        ));
+    }
+
+    #[test]
+    fn a_policys_exact_dns_san_matches_a_wildcard_certificate_and_uris_exactly() {
+        assert!(san_is("*.apps.local", "white.apps.local"));
+        assert!(
+            !san_is("white.apps.local", "*.apps.local"),
+            "the policy's name is exact"
+        );
+        assert!(san_is(
+            "spiffe://d/mesh/m/virtualNode/a",
+            "spiffe://d/mesh/m/virtualNode/a"
+        ));
+        assert!(!san_is(
+            "spiffe://d/mesh/m/virtualNode/a",
+            "spiffe://D/mesh/m/virtualNode/a"
+        ));
+    }
 }
