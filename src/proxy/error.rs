@@ -28,6 +28,14 @@ pub enum ProxyError {
         endpoint: String,
         reason: String,
     },
+    /// The upstream answered with something that is not HTTP (or broke HTTP/2's rules):
+    /// Envoy's 502 with flag UPE ("reset reason: protocol error").
+    #[error("upstream {endpoint} of {cluster}: protocol error: {reason}")]
+    UpstreamProtocol {
+        cluster: String,
+        endpoint: String,
+        reason: String,
+    },
     /// The cluster's client policy asks for TLS and the handshake failed: a configuration
     /// problem (or credentials not delivered yet), not a passing one, so it is not retried.
     #[error("upstream {endpoint} of {cluster}: {reason}")]
@@ -50,6 +58,33 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// A failed request to `endpoint`: a protocol error when the upstream spoke something
+    /// that is not (valid) HTTP, else a connect failure or reset.
+    pub(super) fn upstream(
+        cluster: &str,
+        endpoint: &str,
+        e: &hyper_util::client::legacy::Error,
+    ) -> ProxyError {
+        let (cluster, endpoint) = (cluster.to_owned(), endpoint.to_owned());
+        let reason = super::forward::error_chain(e);
+        let h1_parse = super::forward::find_source::<hyper::Error>(e).is_some_and(|h| h.is_parse());
+        let h2_protocol = super::forward::find_source::<h2::Error>(e)
+            .is_some_and(|h| h.reason() == Some(h2::Reason::PROTOCOL_ERROR));
+        if h1_parse || h2_protocol {
+            ProxyError::UpstreamProtocol {
+                cluster,
+                endpoint,
+                reason,
+            }
+        } else {
+            ProxyError::Upstream {
+                cluster,
+                endpoint,
+                reason,
+            }
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
@@ -63,6 +98,7 @@ impl ProxyError {
             // ("upstream connect error or disconnect/reset before headers"), so a gateway's
             // default policy (retry on 503) retries a sidecar whose app refused.
             | ProxyError::Upstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::StreamIdle(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -101,6 +137,7 @@ impl ProxyError {
             | ProxyError::NoHealthyEndpoint(_)
             | ProxyError::NoEndpoint { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UpstreamTls { .. }
             | ProxyError::Overflow { .. } => 14, // UNAVAILABLE
         }

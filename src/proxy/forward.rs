@@ -134,7 +134,7 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The first error of type `T` in `e`'s source chain.
-fn find_source<'a, T: std::error::Error + 'static>(
+pub(super) fn find_source<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
     let mut cur = Some(e);
@@ -275,16 +275,9 @@ pub(super) async fn forward(
                 if failed.is_local_origin() {
                     endpoint.local_failure(now);
                 }
-                let reason = error_chain(&e);
-                tracing::debug!(endpoint = %endpoint.address, ?failed, %reason, retries = attempts.retries(), "try failed");
-                (
-                    failed,
-                    ProxyError::Upstream {
-                        cluster: target.cluster.clone(),
-                        endpoint: endpoint.address.clone(),
-                        reason,
-                    },
-                )
+                let error = ProxyError::upstream(&target.cluster, &endpoint.address, &e);
+                tracing::debug!(endpoint = %endpoint.address, ?failed, %error, retries = attempts.retries(), "try failed");
+                (failed, error)
             }
             Ok(Ok(resp)) => {
                 endpoint.local_success();

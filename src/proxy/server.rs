@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{Body, ProxyError};
-use super::forward::{boxed, error_chain, finish, forward, strip_hop_by_hop};
+use super::forward::{boxed, finish, forward, strip_hop_by_hop};
 use super::pool::Limiter;
 use super::route_table::{RequestView, Route};
 use super::tcp::Target;
@@ -350,6 +350,7 @@ fn response_flags(e: &ProxyError) -> &'static str {
         | ProxyError::NoEndpoint { .. }
         | ProxyError::NoProvider(_) => "UH",
         ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => "UF",
+        ProxyError::UpstreamProtocol { .. } => "UPE",
         ProxyError::Timeout(_) => "UT",
         ProxyError::StreamIdle(_) => "SI",
         ProxyError::Overflow { .. } => "UO",
@@ -365,6 +366,7 @@ fn reason_label(e: &ProxyError) -> &'static str {
         ProxyError::NoProvider(_) => "no_provider",
         ProxyError::NoHealthyEndpoint(_) | ProxyError::NoEndpoint { .. } => "no_healthy_endpoint",
         ProxyError::Upstream { .. } => "upstream",
+        ProxyError::UpstreamProtocol { .. } => "upstream_protocol_error",
         ProxyError::UpstreamTls { .. } => "upstream_tls",
         ProxyError::Timeout(_) => "timeout",
         ProxyError::StreamIdle(_) => "stream_idle",
@@ -525,13 +527,7 @@ async fn inbound(
     let req = Request::from_parts(parts, body);
     let send = rt.clients.for_protocol(protocol).request(req);
     let resp = match timers.headers(send).await? {
-        Err(e) => {
-            return Err(ProxyError::Upstream {
-                cluster: "local app".into(),
-                endpoint: app.to_owned(),
-                reason: error_chain(&e),
-            })
-        }
+        Err(e) => return Err(ProxyError::upstream("local app", app, &e)),
         Ok(r) => r,
     };
     let mut out = finish(resp).map(|b| timers.body(b));
