@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::spec::{
-    FileAccessLog, HealthCheckPolicy, HttpGatewayRouteMatch, HttpGatewayRouteRewrite,
-    HttpRouteMatch, ListenerTlsMode, PortProtocol,
+    EgressFilterType, FileAccessLog, HealthCheckPolicy, HttpGatewayRouteMatch,
+    HttpGatewayRouteRewrite, HttpRouteMatch, ListenerTlsMode, PortProtocol,
 };
 use crate::model::Identity;
 
@@ -38,6 +38,10 @@ pub struct ProxyConfig {
     /// them on its `--egress-tcp` ports, never on the HTTP egress listener.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tcp_routes: BTreeMap<String, Vec<TcpRouteConfig>>,
+    /// The mesh's `egressFilter`: what a sidecar's egress does with a destination that is
+    /// none of its backends (ALLOW_ALL passes it through, DROP_ALL refuses it).
+    #[serde(default, skip_serializing_if = "EgressFilterType::is_drop_all")]
+    pub egress_filter: EgressFilterType,
 }
 
 /// One `tcpRoute` (or the implicit route of a node-provided service whose listener is tcp).
@@ -353,6 +357,7 @@ impl ProxyConfig {
             clusters,
             access_log: None,
             tcp_routes: BTreeMap::new(),
+            egress_filter: EgressFilterType::DropAll,
         };
         config.check()?;
         Ok(config)

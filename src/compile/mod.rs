@@ -24,6 +24,8 @@ use crate::model::{Identity, ProxyKind, ResourceId, ResourceKind, ResourceName, 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub mesh: String,
+    /// The mesh's own spec (its egress filter).
+    pub mesh_spec: crate::model::spec::MeshSpec,
     pub nodes: BTreeMap<String, VirtualNodeSpec>,
     pub routers: BTreeMap<String, VirtualRouterSpec>,
     /// Router name -> (route name, spec).
@@ -67,7 +69,7 @@ impl Snapshot {
                 Spec::GatewayRoute(v) => {
                     s.gateway_routes.entry(parent).or_default().push((name, v))
                 }
-                Spec::Mesh(_) => {}
+                Spec::Mesh(m) => s.mesh_spec = m,
             }
         }
         for list in s.routes.values_mut() {
@@ -125,6 +127,7 @@ pub fn compile(
         .and_then(|l| l.access_log)
         .map(|crate::model::spec::AccessLog::File(f)| f);
     config.tcp_routes = b.tcp_routes;
+    config.egress_filter = snapshot.mesh_spec.egress_filter_type();
     config.check()?;
     Ok(config)
 }

@@ -143,16 +143,6 @@ fn unsupported(field: &str, what: &str) -> ApiError {
 }
 
 fn check_mesh(mesh: &crate::model::spec::MeshSpec) -> Result<(), ApiError> {
-    use crate::model::spec::EgressFilterType;
-    if mesh
-        .egress_filter
-        .is_some_and(|f| f.r#type == EgressFilterType::AllowAll)
-    {
-        return Err(unsupported(
-            "spec.egressFilter.type",
-            "ALLOW_ALL (sidecars refuse undeclared destinations)",
-        ));
-    }
     if mesh
         .service_discovery
         .is_some_and(|sd| sd.ip_preference.is_some())

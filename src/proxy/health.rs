@@ -53,6 +53,12 @@ pub fn spawn(
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
+                // This proxy's own credentials are not loaded yet: no verdict on the endpoint;
+                // look again shortly rather than a whole interval later.
+                if cluster.tls.as_ref().is_some_and(|t| !t.ready()) {
+                    tick.reset_after(Duration::from_millis(100));
+                    continue;
+                }
                 let ok = probe(Some(&cluster), &ep, &policy, &clients).await;
                 if ok {
                     ok_run += 1;

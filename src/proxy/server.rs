@@ -23,7 +23,7 @@ use super::timeout::Timers;
 use super::tls::Downstream;
 use super::{Runtime, State};
 use crate::compile::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PER_REQUEST_TIMEOUT_MS};
-use crate::model::spec::PortProtocol;
+use crate::model::spec::{EgressFilterType, PortProtocol};
 
 /// In-flight requests get this long to finish after shutdown is requested.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -467,10 +467,15 @@ async fn egress(
         ));
     }
     if !state.config.services.contains_key(&service) {
-        return Err(ProxyError::NotABackend {
-            service,
-            identity: rt.identity.clone(),
-        });
+        return match state.config.egress_filter {
+            EgressFilterType::AllowAll => {
+                passthrough(rt, parts, body, &service, service_port).await
+            }
+            EgressFilterType::DropAll => Err(ProxyError::NotABackend {
+                service,
+                identity: rt.identity.clone(),
+            }),
+        };
     }
     let view = RequestView {
         method: &parts.method,
@@ -484,6 +489,43 @@ async fn egress(
     let route = service_route(state, &service, &view)?;
     forward(state, route, parts, body, &path, query.as_deref()).await
 }
+
+/// The mesh's egress filter is ALLOW_ALL and `host` is none of the node's backends: the
+/// request goes where the app addressed it, as Envoy's PassthroughCluster sends it to the
+/// original destination. Without interception the request's authority is the destination
+/// (port 80 when it names none); plain HTTP/1.1, within App Mesh's default timeouts.
+async fn passthrough(
+    rt: &Runtime,
+    mut parts: http::request::Parts,
+    body: Body,
+    host: &str,
+    port: Option<u16>,
+) -> Result<Response<Body>, ProxyError> {
+    let authority = format!("{host}:{}", port.unwrap_or(80));
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = format!("http://{authority}{pq}")
+        .parse()
+        .map_err(|_| ProxyError::BadRequest(format!("bad destination {authority}")))?;
+    parts.version = http::Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    rt.stats.egress_passthrough.inc();
+    let timers = Timers::start(DEFAULT_PER_REQUEST_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS);
+    let send = rt.clients.h1.request(Request::from_parts(parts, body));
+    let resp = timers
+        .headers(send)
+        .await?
+        .map_err(|e| ProxyError::upstream(PASSTHROUGH, &authority, &e))?;
+    let mut out = finish(resp).map(|b| timers.body(b));
+    out.extensions_mut().insert(UpstreamHost(authority));
+    Ok(out)
+}
+
+/// Envoy's name for the cluster of passed-through egress, kept for error texts and logs.
+const PASSTHROUGH: &str = "PassthroughCluster";
 
 /// To the local app as the node listener on `port` says now: over HTTP/1.1, or h2c (prior
 /// knowledge) for an `http2` or `grpc` listener, as Envoy speaks to the app; within its

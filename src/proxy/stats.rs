@@ -90,6 +90,8 @@ pub struct Stats {
     pub local_errors: Family<ErrorLabels, Counter>,
     pub active_connections: Gauge,
     pub retries: Counter,
+    /// Requests a sidecar's egress passed through to an undeclared destination (ALLOW_ALL).
+    pub egress_passthrough: Counter,
     pub listener_tls_handshakes: Family<ListenerPeerLabels, Counter>,
     pub listener_tls_failures: Family<ListenerReasonLabels, Counter>,
     pub listener_tls_resumed: Family<ListenerLabels, Counter>,
@@ -118,6 +120,7 @@ impl Stats {
         let local_errors = Family::<ErrorLabels, Counter>::default();
         let active_connections = Gauge::default();
         let retries = Counter::default();
+        let egress_passthrough = Counter::default();
         registry.register(
             "responses",
             "Responses by route, target cluster and status class",
@@ -144,6 +147,11 @@ impl Stats {
             active_connections.clone(),
         );
         registry.register("retries", "Upstream requests retried", retries.clone());
+        registry.register(
+            "egress_passthrough_requests",
+            "Requests to destinations that are none of the node's backends, passed through because the mesh's egressFilter is ALLOW_ALL (Envoy's PassthroughCluster)",
+            egress_passthrough.clone(),
+        );
         let listener_tls_handshakes = Family::<ListenerPeerLabels, Counter>::default();
         let listener_tls_failures = Family::<ListenerReasonLabels, Counter>::default();
         let listener_tls_resumed = Family::<ListenerLabels, Counter>::default();
@@ -250,6 +258,7 @@ impl Stats {
             local_errors,
             active_connections,
             retries,
+            egress_passthrough,
         }
     }
 

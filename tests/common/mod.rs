@@ -101,6 +101,21 @@ impl Control {
         run_cli(Path::new(BIN), &all, self)
     }
 
+    /// A join token for `identity`, from `ctl create-join-token`.
+    pub fn join_token(&self, identity: &str) -> String {
+        let out = self.ctl(&[
+            "create-join-token",
+            "--identity",
+            identity,
+            "--query",
+            "token",
+            "--output",
+            "text",
+        ]);
+        assert_eq!(out.code, 0, "create-join-token: {}", out.stderr);
+        out.stdout.trim().to_owned()
+    }
+
     pub fn credentials(&self) -> PathBuf {
         self.data_dir.join("credentials")
     }

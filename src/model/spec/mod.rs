@@ -383,11 +383,19 @@ pub struct EgressFilter {
     pub r#type: EgressFilterType,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EgressFilterType {
     AllowAll,
+    /// App Mesh's default.
+    #[default]
     DropAll,
+}
+
+impl EgressFilterType {
+    pub fn is_drop_all(&self) -> bool {
+        *self == EgressFilterType::DropAll
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

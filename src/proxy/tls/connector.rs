@@ -100,6 +100,13 @@ impl UpstreamTls {
         })
     }
 
+    /// Whether the credentials this TLS needs are loaded. Until then no handshake can start,
+    /// which says nothing about the endpoint (a health check waits instead of failing it).
+    pub(crate) fn ready(&self) -> bool {
+        self.cert.as_ref().is_none_or(|c| c.current().is_some())
+            && self.trust.as_ref().is_none_or(|t| t.current().is_some())
+    }
+
     fn failed(&self, reason: &str) {
         self.stats
             .upstream_tls_failures
