@@ -157,7 +157,14 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
+/// Drops the hop-by-hop headers, and those the `Connection` header names (but never the
+/// ones that frame or address the message, whatever a client names).
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for h in super::edge::connection_named(headers) {
+        if h != http::header::HOST && h != http::header::CONTENT_LENGTH {
+            headers.remove(h);
+        }
+    }
     for h in HOP_BY_HOP {
         headers.remove(h);
     }

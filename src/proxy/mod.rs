@@ -4,6 +4,7 @@
 mod access_log;
 mod admin;
 mod attempt;
+mod edge;
 mod error;
 mod forward;
 mod health;

@@ -250,6 +250,10 @@ async fn handle(
     let normalized = super::path::normalize_uri(&mut parts.uri);
     let scheme = scheme_of(&parts.uri, conn);
     parts.extensions.insert(Scheme(scheme));
+    let host = super::edge::check_host(parts.version, &parts.headers);
+    if matches!(mode, Mode::Gateway { .. }) {
+        super::edge::from_outside(&mut parts.headers, conn.peer.ip(), scheme);
+    }
     // Only what the access log needs, and only when there is one.
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let pending = state
@@ -277,9 +281,10 @@ async fn handle(
         None => boxed(body),
     };
     let req = Request::from_parts(parts, body);
-    let result = match (normalized, mode) {
-        (Err(e), _) => Err(ProxyError::BadRequest(e.to_string())),
-        (Ok(()), mode) => match mode {
+    let result = match (normalized, host, mode) {
+        (Err(e), _, _) => Err(ProxyError::BadRequest(e.to_string())),
+        (_, Err(e), _) => Err(e),
+        (Ok(()), Ok(()), mode) => match mode {
             Mode::Gateway { port } => gateway(&state, *port, req).await,
             Mode::Egress => egress(&rt, &state, req).await,
             // serve_live hands these to `tcp` before any HTTP is spoken.
