@@ -354,6 +354,17 @@ impl Ca {
         Sha256::digest(root.cert_der.as_ref()).into()
     }
 
+    /// What `issue_leaf` would refuse, checked without signing anything: a CSR that does
+    /// not parse, or a revoked identity. Enrolment runs this before it spends a join token.
+    pub fn check_enrolment(&self, identity: &Identity, csr_pem: &str) -> Result<(), CaError> {
+        if self.read().state.revoked.contains(identity) {
+            return Err(CaError::Revoked(identity.clone()));
+        }
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map(|_| ())
+            .map_err(|e| CaError::Csr(e.to_string()))
+    }
+
     /// Issues a leaf for `identity` on the CSR's public key. The CA decides every name: the
     /// SPIFFE id plus `dns_names`; whatever the CSR asks for is ignored.
     pub fn issue_leaf(

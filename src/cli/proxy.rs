@@ -37,9 +37,14 @@ pub struct SourceArgs {
     /// The control plane's sync address, `host:port` (UDP).
     #[arg(long, env = "APPLIANCE_CONTROL", required_unless_present = "config")]
     pub control: Option<String>,
-    /// A join token from `appliance ctl create-join-token`; needed only to enrol.
+    /// A join token from `appliance ctl create-join-token`; needed only to enrol. It shows
+    /// in `ps`: prefer --token-file or APPLIANCE_TOKEN.
     #[arg(long, env = "APPLIANCE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the join token (surrounding whitespace ignored), so it never appears
+    /// in the process list.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// Keeps the proxy's key, certificate and last good config.
     #[arg(long, env = "APPLIANCE_STATE_DIR", required_unless_present = "config")]
     pub state_dir: Option<PathBuf>,
@@ -55,6 +60,24 @@ pub struct SourceArgs {
     pub credentials_dir: Option<PathBuf>,
     #[command(flatten)]
     pub limits: ListenerLimitArgs,
+}
+
+impl SourceArgs {
+    /// The join token from --token, APPLIANCE_TOKEN or --token-file.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.token_file else {
+            return Ok(self.token.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --token-file {}", path.display()))?;
+        let token = text.trim();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "--token-file {} is empty; put the token from `appliance ctl create-join-token` in it",
+            path.display()
+        );
+        Ok(Some(token.to_owned()))
+    }
 }
 
 /// Limits on what downstream clients may hold of the proxy's HTTP listeners.
@@ -322,7 +345,8 @@ async fn run(
         identity: identity.clone(),
         advertise,
     };
-    let mut creds = client::ensure_enrolled(&opts, &state, source.token.as_deref(), &shutdown)
+    let token = source.token()?;
+    let mut creds = client::ensure_enrolled(&opts, &state, token.as_deref(), &shutdown)
         .await
         .map_err(anyhow::Error::new)?;
 

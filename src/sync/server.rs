@@ -488,6 +488,8 @@ async fn enrol(
     let (c, token_hash, csr) = (ctx.clone(), parsed.hash(), csr_pem.to_owned());
     tokio::task::spawn_blocking(move || {
         let now = OffsetDateTime::now_utc();
+        // A bad CSR or a revoked identity is refused before the token is spent.
+        c.ca.check_enrolment(&id, &csr).map_err(|e| e.to_string())?;
         c.store
             .redeem_join_token(&token_hash, &id.to_string(), now.unix_timestamp())
             .map_err(|e| e.to_string())?;
