@@ -1,5 +1,6 @@
-//! Join tokens: kept out of the process list (`--token-file`), and not spent by an
-//! enrolment the control plane refuses for another reason (a CSR that does not parse).
+//! Join tokens and identities: tokens kept out of the process list (`--token-file`) and not
+//! spent by an enrolment refused for another reason (a CSR that does not parse); revoking
+//! only identities that exist, and lifting a revocation.
 
 mod common;
 
@@ -73,25 +74,7 @@ fn an_empty_token_file_stops_the_proxy_with_a_clear_error() {
     std::fs::write(&file, "  \n").unwrap();
     let state = tmp.path().join("state").to_string_lossy().into_owned();
     let file = file.to_string_lossy().into_owned();
-    let mut child = Command::new(BIN)
-        .args(gateway_args(&c, &state, ["--token-file", &file]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the proxy did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = run_to_exit(&gateway_args(&c, &state, ["--token-file", &file]));
     assert!(!status.success());
     assert!(
         stderr.contains("--token-file") && stderr.contains("is empty"),
@@ -140,6 +123,66 @@ fn an_enrolment_with_a_bad_csr_does_not_spend_a_single_use_token() {
     // The token still enrols a real proxy.
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state").to_string_lossy().into_owned();
+    let _p = Proxy::start(
+        &gateway_args(&c, &state, ["--token", &t]),
+        &["gateway", "admin"],
+    );
+}
+
+/// Runs `appliance ARGS` until it exits (at most 30 s): its status and stderr.
+fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{args:?} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn revoking_an_identity_that_does_not_exist_is_refused() {
+    let c = Control::start();
+    walkthrough(&Api::new(&c), "");
+    let out = c.ctl(&[
+        "revoke-identity",
+        "--identity",
+        "mesh/ColorApp/virtualNode/colorteller-whyte-vn",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("NotFoundException"), "{}", out.stderr);
+    let out = c.ctl(&["unrevoke-identity", "--identity", GATEWAY]);
+    assert_ne!(out.code, 0, "not revoked");
+    assert!(out.stderr.contains("is not revoked"), "{}", out.stderr);
+}
+
+#[test]
+fn an_unrevoked_identity_enrols_again() {
+    let c = Control::start();
+    walkthrough(&Api::new(&c), "");
+    // A token made before the revocation: refused while it lasts, and not spent by that.
+    let t = token(&c, &["--single-use"]);
+    assert_eq!(c.ctl(&["revoke-identity", "--identity", GATEWAY]).code, 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("a").to_string_lossy().into_owned();
+    let (status, stderr) = run_to_exit(&gateway_args(&c, &state, ["--token", &t]));
+    assert!(!status.success());
+    assert!(stderr.contains("is revoked"), "{stderr}");
+    assert_eq!(c.ctl(&["unrevoke-identity", "--identity", GATEWAY]).code, 0);
+    let state = tmp.path().join("b").to_string_lossy().into_owned();
     let _p = Proxy::start(
         &gateway_args(&c, &state, ["--token", &t]),
         &["gateway", "admin"],

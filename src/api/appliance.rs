@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<AppState> {
             post(describe_certificate),
         )
         .route("/appliance/v1/identities/revoke", post(revoke_identity))
+        .route("/appliance/v1/identities/unrevoke", post(unrevoke_identity))
         .route("/appliance/v1/compile", get(compile_config))
         .route(
             "/appliance/v1/join-tokens",
@@ -181,6 +182,7 @@ fn now() -> time::OffsetDateTime {
 fn ca_error(e: crate::ca::CaError) -> ApiError {
     match e {
         crate::ca::CaError::Name(m) => ApiError::BadRequest(m),
+        e @ crate::ca::CaError::NotRevoked(_) => ApiError::BadRequest(e.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -297,11 +299,35 @@ async fn revoke_identity(
 ) -> Result<Json<Value>, ApiError> {
     let body = req.json()?;
     let identity = identity_field(&body)?;
-    let ca = state.ca.clone();
+    let (ca, store) = (state.ca.clone(), state.store.clone());
     let id = identity.clone();
-    blocking(move || ca.revoke_identity(&id).map_err(ca_error)).await?;
+    blocking(move || {
+        // A typo must not look like a revocation: the node or gateway must exist.
+        store.describe(&ResourceId {
+            kind: id.kind.resource_kind(),
+            mesh: id.mesh.clone(),
+            parent: None,
+            name: id.name.clone(),
+        })?;
+        ca.revoke_identity(&id).map_err(ca_error)
+    })
+    .await?;
     Ok(Json(
         json!({ "Identity": identity.to_string(), "Revoked": true }),
+    ))
+}
+
+async fn unrevoke_identity(
+    State(state): State<AppState>,
+    req: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let body = req.json()?;
+    let identity = identity_field(&body)?;
+    let ca = state.ca.clone();
+    let id = identity.clone();
+    blocking(move || ca.unrevoke_identity(&id).map_err(ca_error)).await?;
+    Ok(Json(
+        json!({ "Identity": identity.to_string(), "Revoked": false }),
     ))
 }
 

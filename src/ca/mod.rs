@@ -49,6 +49,9 @@ pub enum CaError {
     /// The identity was revoked and gets no certificate.
     #[error("identity {0} is revoked and gets no certificate")]
     Revoked(Identity),
+    /// An unrevoke of an identity that is not revoked.
+    #[error("identity {0} is not revoked")]
+    NotRevoked(Identity),
     /// A name cannot go into a certificate.
     #[error("{0}")]
     Name(String),
@@ -499,6 +502,22 @@ impl Ca {
             return Err(e);
         }
         tracing::info!(%identity, "identity revoked");
+        self.changes.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Lifts a revocation: the identity may enrol (with a new join token) and renew again.
+    pub fn unrevoke_identity(&self, identity: &Identity) -> Result<(), CaError> {
+        let mut inner = self.write();
+        let Some(at) = inner.state.revoked.iter().position(|i| i == identity) else {
+            return Err(CaError::NotRevoked(identity.clone()));
+        };
+        let removed = inner.state.revoked.remove(at);
+        if let Err(e) = self.save(&inner) {
+            inner.state.revoked.insert(at, removed);
+            return Err(e);
+        }
+        tracing::info!(%identity, "identity revocation lifted");
         self.changes.send_modify(|v| *v += 1);
         Ok(())
     }

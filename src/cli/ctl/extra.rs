@@ -33,6 +33,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "--identity mesh/M/virtualNode/N: no more certificates for it",
     ),
     (
+        "unrevoke-identity",
+        "--identity mesh/M/virtualNode/N: it may enrol and renew again",
+    ),
+    (
         "create-join-token",
         "--identity mesh/M/virtualNode/N [--ttl-seconds S] [--single-use]: enrols one proxy",
     ),
@@ -104,7 +108,7 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
         "request-certificate" => &["domain-name", "subject-alternative-names"],
         "describe-certificate" => &["certificate-arn"],
         "rotate-certificate-authority" => &["root"],
-        "revoke-identity" => &["identity"],
+        "revoke-identity" | "unrevoke-identity" => &["identity"],
         "compile" => &["identity", "endpoint"],
         "create-join-token" => &["identity", "ttl-seconds", "single-use"],
         "list-join-tokens" | "list-proxies" => &[],
@@ -215,11 +219,12 @@ pub async fn run(globals: &Globals, command: &str, args: &[String]) -> anyhow::R
                     "the following arguments are required: --identity",
                 )));
             };
-            (
-                "POST",
-                "/appliance/v1/identities/revoke",
-                Some(json!({"Identity": identity})),
-            )
+            let path = if command == "unrevoke-identity" {
+                "/appliance/v1/identities/unrevoke"
+            } else {
+                "/appliance/v1/identities/revoke"
+            };
+            ("POST", path, Some(json!({"Identity": identity})))
         }
     };
     let creds = match credentials::resolve(globals.data_dir.as_deref(), globals.profile.as_deref())
