@@ -949,7 +949,12 @@ fn a_listener_protocol_edit_applies_to_a_running_sidecar() {
         http().get(&url).send().is_ok()
     });
     let before = http().get(&url).send().unwrap().status();
-    assert_eq!(before, 502, "HTTP/1.1 to an HTTP/2-only app fails");
+    // A protocol error (502) or a close before the answer (503), as the app's h2 server
+    // happens to react to HTTP/1.1 bytes.
+    assert!(
+        before == 502 || before == 503,
+        "HTTP/1.1 to an HTTP/2-only app fails: {before}"
+    );
     update(
         &api,
         "/v20190125/meshes/m/virtualNodes/app",
