@@ -1,0 +1,97 @@
+//! Conformance, route targets: `weightedTargets[].port` picks the listener of a node that
+//! has several. One real-process test per row of `docs/field-support.md`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spawn_upstreams, Api, Behaviour, Control, Proxy};
+
+fn put(api: &Api, path: &str, body: &str) {
+    let (s, _, b) = api.call("PUT", path, Some(body));
+    assert_eq!(s, 200, "PUT {path} {body}: {b}");
+}
+
+#[test]
+fn a_weighted_target_port_picks_that_listener_of_a_multi_listener_node() {
+    // Two apps on 127.0.0.1; the node's listener ports are theirs, so the endpoint
+    // `127.0.0.1` (no port) is each listener's own app.
+    let apps = spawn_upstreams(&[("first", Behaviour::Color), ("second", Behaviour::Color)]);
+    let (p1, p2) = (apps[0].port(), apps[1].port());
+    let c = Control::start();
+    let api = Api::new(&c);
+    put(&api, "/v20190125/meshes", r#"{"meshName":"m"}"#);
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualNodes",
+        &format!(
+            r#"{{"virtualNodeName":"app","spec":{{"listeners":[{{"portMapping":{{"port":{p1},"protocol":"http"}}}},{{"portMapping":{{"port":{p2},"protocol":"http"}}}}]}}}}"#
+        ),
+    );
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualRouters",
+        r#"{"virtualRouterName":"vr","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+    );
+    for (name, prefix, port) in [("to-first", "/first", p1), ("to-second", "/second", p2)] {
+        put(
+            &api,
+            "/v20190125/meshes/m/virtualRouter/vr/routes",
+            &format!(
+                r#"{{"routeName":"{name}","spec":{{"httpRoute":{{"match":{{"prefix":"{prefix}"}},"action":{{"weightedTargets":[{{"virtualNode":"app","weight":1,"port":{port}}}]}}}}}}}}"#
+            ),
+        );
+    }
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualServices",
+        r#"{"virtualServiceName":"app.local","spec":{"provider":{"virtualRouter":{"virtualRouterName":"vr"}}}}"#,
+    );
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualGateways",
+        r#"{"virtualGatewayName":"gw","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+    );
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualGateway/gw/gatewayRoutes",
+        r#"{"gatewayRouteName":"all","spec":{"httpRoute":{"match":{"prefix":"/"},"action":{"target":{"virtualService":{"virtualServiceName":"app.local"}},"rewrite":{"prefix":{"defaultPrefix":"DISABLED"}}}}}}"#,
+    );
+    let out = c.ctl(&[
+        "compile",
+        "--identity",
+        "mesh/m/virtualGateway/gw",
+        "--endpoint",
+        "app=127.0.0.1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gw.json");
+    std::fs::write(&cfg, out.stdout).unwrap();
+    let gw = Proxy::start(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &["gateway", "admin"],
+    );
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    for (path, want) in [("/first/x", "first"), ("/second/x", "second")] {
+        for _ in 0..5 {
+            let r = client
+                .get(format!("http://{}{path}", gw.addrs["gateway"]))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            assert_eq!(r.text().unwrap(), want, "{path}");
+        }
+    }
+}
