@@ -95,3 +95,85 @@ fn a_weighted_target_port_picks_that_listener_of_a_multi_listener_node() {
         }
     }
 }
+
+#[test]
+fn a_target_node_without_a_listener_costs_only_its_own_route() {
+    let app = spawn_upstreams(&[("app", Behaviour::Color)])[0];
+    let c = Control::start();
+    let api = Api::new(&c);
+    put(&api, "/v20190125/meshes", r#"{"meshName":"m"}"#);
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualNodes",
+        r#"{"virtualNodeName":"app","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+    );
+    // The API accepts a node with no listeners, and a route to it.
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualNodes",
+        r#"{"virtualNodeName":"ghost","spec":{}}"#,
+    );
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualRouters",
+        r#"{"virtualRouterName":"vr","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+    );
+    for (name, prefix, node) in [("ok", "/ok", "app"), ("ghost", "/ghost", "ghost")] {
+        put(
+            &api,
+            "/v20190125/meshes/m/virtualRouter/vr/routes",
+            &format!(
+                r#"{{"routeName":"{name}","spec":{{"httpRoute":{{"match":{{"prefix":"{prefix}"}},"action":{{"weightedTargets":[{{"virtualNode":"{node}","weight":1}}]}}}}}}}}"#
+            ),
+        );
+    }
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualServices",
+        r#"{"virtualServiceName":"app.local","spec":{"provider":{"virtualRouter":{"virtualRouterName":"vr"}}}}"#,
+    );
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualGateways",
+        r#"{"virtualGatewayName":"gw","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+    );
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualGateway/gw/gatewayRoutes",
+        r#"{"gatewayRouteName":"all","spec":{"httpRoute":{"match":{"prefix":"/"},"action":{"target":{"virtualService":{"virtualServiceName":"app.local"}},"rewrite":{"prefix":{"defaultPrefix":"DISABLED"}}}}}}"#,
+    );
+    let out = c.ctl(&[
+        "compile",
+        "--identity",
+        "mesh/m/virtualGateway/gw",
+        "--endpoint",
+        &format!("app={app}"),
+    ]);
+    assert_eq!(out.code, 0, "the config still compiles: {}", out.stderr);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gw.json");
+    std::fs::write(&cfg, out.stdout).unwrap();
+    let gw = Proxy::start(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &["gateway", "admin"],
+    );
+    let get = |path: &str| {
+        let r = reqwest::blocking::get(format!("http://{}{path}", gw.addrs["gateway"])).unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(get("/ok"), (200, "app".into()));
+    let (status, body) = get("/ghost");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("virtual node ghost has no listener"),
+        "{body}"
+    );
+}

@@ -508,6 +508,7 @@ fn gateway_config(
         tls: cluster_tls,
         outlier_detection: None,
         connection_pool: None,
+        unavailable: None,
     };
     ProxyConfig::new(
         Identity::parse(GW).unwrap(),

@@ -323,6 +323,11 @@ pub struct ClusterConfig {
     /// `connectionPool` (the tightest, should two listeners reach the cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_pool: Option<ConnectionPoolConfig>,
+    /// Why the cluster has no endpoints at all: the target node does not exist or has no
+    /// such listener. Its requests get a 503 saying so, and the rest of the config still
+    /// applies (as Envoy serves a cluster with no hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// Why a config cannot be built or loaded.

@@ -477,21 +477,20 @@ impl Builder<'_> {
         port: Option<u16>,
         policy: Option<&ClientPolicyTls>,
     ) -> Result<String, ConfigError> {
-        let node = self
-            .snapshot
-            .nodes
-            .get(node_name)
-            .ok_or_else(|| ConfigError::Missing(format!("virtual node {node_name}")))?;
+        let Some(node) = self.snapshot.nodes.get(node_name) else {
+            return Ok(self.unavailable(node_name, port, "does not exist"));
+        };
         let listener = match port {
             Some(p) => node.listeners().iter().find(|l| l.port_mapping.port == p),
             None => node.listeners().first(),
-        }
-        .ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "virtual node {node_name} has no listener{}",
-                port.map(|p| format!(" on port {p}")).unwrap_or_default()
-            ))
-        })?;
+        };
+        let Some(listener) = listener else {
+            let why = match port {
+                Some(p) => format!("has no listener on port {p}"),
+                None => "has no listener".to_owned(),
+            };
+            return Ok(self.unavailable(node_name, port, &why));
+        };
         let (port, protocol) = (listener.port_mapping.port, listener.port_mapping.protocol);
         let expected = match &node.service_discovery {
             Some(ServiceDiscovery::Dns(d)) => PeerName::Dns(d.hostname.clone()),
@@ -543,10 +542,35 @@ impl Builder<'_> {
                     tls,
                     outlier_detection: listener.outlier_detection.as_ref().map(resilience::outlier),
                     connection_pool: None,
+                    unavailable: None,
                 },
             );
         }
         Ok(name)
+    }
+
+    /// A cluster with no endpoints for a target node that does not exist or has no such
+    /// listener: one bad reference costs its own requests (503 naming it), not the config.
+    fn unavailable(&mut self, node_name: &str, port: Option<u16>, why: &str) -> String {
+        let name = format!(
+            "cds_egress_{}_{node_name}_unavailable{}",
+            self.snapshot.mesh,
+            port.map(|p| format!("_{p}")).unwrap_or_default()
+        );
+        self.clusters
+            .entry(name.clone())
+            .or_insert_with(|| ClusterConfig {
+                node: node_name.to_owned(),
+                port: port.unwrap_or(0),
+                protocol: crate::model::spec::PortProtocol::Http,
+                endpoints: Vec::new(),
+                health_check: None,
+                tls: None,
+                outlier_detection: None,
+                connection_pool: None,
+                unavailable: Some(format!("virtual node {node_name} {why}")),
+            });
+        name
     }
 }
 

@@ -242,6 +242,9 @@ impl Cluster {
 
     /// Why no request can go here, for the client's 503.
     pub fn why_unusable(&self) -> String {
+        if let Some(why) = &self.config.unavailable {
+            return why.clone();
+        }
         if self.endpoints.is_empty() {
             return "no endpoints (no sidecar registered and healthy, or none in DNS)".into();
         }
@@ -368,6 +371,7 @@ mod tests {
             }),
             tls: None,
             outlier_detection: None,
+            unavailable: None,
             connection_pool: None,
         };
         Cluster::new("c", &config, None, &Stats::new(), None)
