@@ -1114,6 +1114,32 @@ fn access_log_duration_ends_with_the_last_byte_of_the_response() {
 }
 
 #[test]
+fn access_log_path_is_the_rewritten_one_and_the_original_is_x_envoy_original_path() {
+    let m = Mesh::new();
+    let logging = format!(
+        r#","logging":{{"accessLog":{{"file":{{"path":"{}","format":{{"text":"%REQ(:PATH)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %REQ(:AUTHORITY)%\n"}}}}}}}}"#,
+        m.log_path()
+    );
+    m.gateway(
+        &logging,
+        &[(
+            "old",
+            gateway_route(
+                0,
+                r#"{"prefix":"/old"}"#,
+                "a.svc",
+                r#"{"prefix":{"value":"/new"}}"#,
+            ),
+        )],
+    );
+    let gw = m.start_gateway();
+    let r = via_gateway(&gw, "GET", "/old/x?q=1", &[]);
+    assert_eq!(r.headers["x-seen-path"], "/new/x");
+    let lines = log_lines(&m.log_path(), 1);
+    assert_eq!(lines[0], "/new/x?q=1 /old/x?q=1 a.svc");
+}
+
+#[test]
 fn access_log_json_format_renders_every_supported_operator() {
     let mut m = Mesh::new();
     m.endpoints[0].1 = streaming_upstream();

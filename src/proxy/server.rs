@@ -318,7 +318,21 @@ async fn handle(
     };
     match pending {
         // The line is written when the body has been sent, so it counts real bytes.
-        Some(pending) => {
+        Some(mut pending) => {
+            // Envoy's router rewrites the request headers in place, so the log sees the
+            // path and authority the upstream got, and the original path as
+            // `x-envoy-original-path`.
+            if let Some(r) = resp.extensions().get::<Routed>() {
+                if r.path_and_query != pending.path {
+                    if let Ok(v) = HeaderValue::from_str(&pending.path) {
+                        pending.request.insert("x-envoy-original-path", v);
+                    }
+                    pending.path = r.path_and_query.clone();
+                }
+                if let Ok(v) = HeaderValue::from_str(&r.authority) {
+                    pending.request.insert(http::header::HOST, v);
+                }
+            }
             let answer = super::access_log::Answer {
                 status: resp.status().as_u16(),
                 response: resp.headers().clone(),
@@ -338,6 +352,14 @@ struct Scheme(&'static str);
 /// The endpoint that answered, for the access log.
 #[derive(Clone)]
 pub(super) struct UpstreamHost(pub(super) String);
+
+/// On a gateway's response: the path (with its query) and authority the request was
+/// forwarded with, after the gateway route's rewrites, for the access log.
+#[derive(Clone)]
+struct Routed {
+    path_and_query: String,
+    authority: String,
+}
 
 fn protocol_name(v: http::Version) -> &'static str {
     match v {
@@ -425,7 +447,23 @@ async fn gateway(
         headers: &parts.headers,
     };
     let route = service_route(state, &gr.service, &view)?;
-    forward(state, route, parts, body, &new_path, query.as_deref()).await
+    let with_query = |p: &str| match &query {
+        Some(q) => format!("{p}?{q}"),
+        None => p.to_owned(),
+    };
+    // As Envoy's router does when a route rewrites the path.
+    if new_path != path {
+        if let Ok(v) = HeaderValue::from_str(&with_query(&path)) {
+            parts.headers.insert("x-envoy-original-path", v);
+        }
+    }
+    let routed = Routed {
+        path_and_query: with_query(&new_path),
+        authority: new_host.clone(),
+    };
+    let mut resp = forward(state, route, parts, body, &new_path, query.as_deref()).await?;
+    resp.extensions_mut().insert(routed);
+    Ok(resp)
 }
 
 fn scheme_ext(parts: &http::request::Parts) -> &'static str {
