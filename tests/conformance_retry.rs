@@ -19,10 +19,10 @@ fn put(api: &Api, path: &str, body: &str) {
 /// Mesh `m`: node `app` (`protocol`, 8080) behind router `vr`, whose one route has
 /// `retry_policy` (JSON), as `app.local`; gateway `gw` sends everything there.
 fn mesh(api: &Api, protocol: &str, retry_policy: &str) {
-    let kind = if protocol == "http" {
-        "httpRoute"
-    } else {
-        "http2Route"
+    let (kind, matcher) = match protocol {
+        "http" => ("httpRoute", r#"{"prefix":"/"}"#),
+        "http2" => ("http2Route", r#"{"prefix":"/"}"#),
+        _ => ("grpcRoute", r#"{"serviceName":"color.Teller"}"#),
     };
     put(api, "/v20190125/meshes", r#"{"meshName":"m"}"#);
     put(
@@ -43,7 +43,7 @@ fn mesh(api: &Api, protocol: &str, retry_policy: &str) {
         api,
         "/v20190125/meshes/m/virtualRouter/vr/routes",
         &format!(
-            r#"{{"routeName":"r","spec":{{"{kind}":{{"match":{{"prefix":"/"}},"action":{{"weightedTargets":[{{"virtualNode":"app","weight":1}}]}},"retryPolicy":{retry_policy}}}}}}}"#
+            r#"{{"routeName":"r","spec":{{"{kind}":{{"match":{matcher},"action":{{"weightedTargets":[{{"virtualNode":"app","weight":1}}]}},"retryPolicy":{retry_policy}}}}}}}"#
         ),
     );
     put(
@@ -62,7 +62,7 @@ fn mesh(api: &Api, protocol: &str, retry_policy: &str) {
         api,
         "/v20190125/meshes/m/virtualGateway/gw/gatewayRoutes",
         &format!(
-            r#"{{"gatewayRouteName":"all","spec":{{"{kind}":{{"match":{{"prefix":"/"}},"action":{{"target":{{"virtualService":{{"virtualServiceName":"app.local"}}}}}}}}}}}}"#
+            r#"{{"gatewayRouteName":"all","spec":{{"{kind}":{{"match":{matcher},"action":{{"target":{{"virtualService":{{"virtualServiceName":"app.local"}}}}}}}}}}}}"#
         ),
     );
 }
@@ -105,7 +105,7 @@ fn setup(protocol: &str, retry_policy: &str, endpoints: &[SocketAddr]) -> Setup 
         &["gateway", "admin"],
     );
     Setup {
-        h2: protocol == "http2",
+        h2: protocol != "http",
         _control: control,
         _tmp: tmp,
         gateway,
@@ -327,5 +327,87 @@ fn stream_error_does_not_retry_another_reset() {
         body.contains("cds_egress_m_app_http2_8080"),
         "the reset: {body}"
     );
+    assert_eq!(retries(&s), 0.0);
+}
+
+/// A gRPC server on `rt` that answers every call trailers-only with `grpc-status` `status`
+/// and `x-served-by: name`.
+fn grpc_server(rt: &tokio::runtime::Runtime, status: u8, name: &'static str) -> SocketAddr {
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let resp = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", status.to_string())
+                        .header("x-served-by", name)
+                        .body(())
+                        .unwrap();
+                    let _ = respond.send_response(resp, true);
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One gRPC call through the gateway: its grpc-status and who answered.
+fn grpc_call(s: &Setup) -> (String, String) {
+    let r = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://{}/color.Teller/Tell",
+            s.gateway.addrs["gateway"]
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8; 5])
+        .timeout(Duration::from_secs(30))
+        .send()
+        .unwrap();
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (h("grpc-status"), h("x-served-by"))
+}
+
+#[test]
+fn grpc_retry_events_retry_the_grpc_status_they_name() {
+    let rt = runtime();
+    let unavailable = grpc_server(&rt, 14, "unavailable");
+    let good = grpc_server(&rt, 0, "good");
+    let s = setup(
+        "grpc",
+        &policy(r#""grpcRetryEvents":["unavailable"]"#, 1, 1000),
+        &[unavailable, good],
+    );
+    assert_eq!(grpc_call(&s), ("0".into(), "good".into()));
+    assert_eq!(retries(&s), 1.0);
+}
+
+#[test]
+fn grpc_retry_events_leave_other_statuses_alone() {
+    let rt = runtime();
+    let internal = grpc_server(&rt, 13, "internal");
+    let good = grpc_server(&rt, 0, "good");
+    let s = setup(
+        "grpc",
+        &policy(r#""grpcRetryEvents":["unavailable"]"#, 1, 1000),
+        &[internal, good],
+    );
+    assert_eq!(grpc_call(&s), ("13".into(), "internal".into()));
     assert_eq!(retries(&s), 0.0);
 }
