@@ -177,3 +177,91 @@ fn a_target_node_without_a_listener_costs_only_its_own_route() {
         "{body}"
     );
 }
+
+#[test]
+fn a_gateway_route_port_match_serves_only_that_gateway_listener() {
+    let apps = spawn_upstreams(&[("a", Behaviour::Color), ("b", Behaviour::Color)]);
+    let second = common::free_port();
+    let c = Control::start();
+    let api = Api::new(&c);
+    put(&api, "/v20190125/meshes", r#"{"meshName":"m"}"#);
+    for n in ["a", "b"] {
+        put(
+            &api,
+            "/v20190125/meshes/m/virtualNodes",
+            &format!(
+                r#"{{"virtualNodeName":"{n}","spec":{{"listeners":[{{"portMapping":{{"port":8080,"protocol":"http"}}}}]}}}}"#
+            ),
+        );
+        put(
+            &api,
+            "/v20190125/meshes/m/virtualServices",
+            &format!(
+                r#"{{"virtualServiceName":"{n}.svc","spec":{{"provider":{{"virtualNode":{{"virtualNodeName":"{n}"}}}}}}}}"#
+            ),
+        );
+    }
+    put(
+        &api,
+        "/v20190125/meshes/m/virtualGateways",
+        &format!(
+            r#"{{"virtualGatewayName":"gw","spec":{{"listeners":[{{"portMapping":{{"port":8080,"protocol":"http"}}}},{{"portMapping":{{"port":{second},"protocol":"http"}}}}]}}}}"#
+        ),
+    );
+    for (name, port, service) in [("first", 8080, "a.svc"), ("second", second, "b.svc")] {
+        put(
+            &api,
+            "/v20190125/meshes/m/virtualGateway/gw/gatewayRoutes",
+            &format!(
+                r#"{{"gatewayRouteName":"{name}","spec":{{"httpRoute":{{"match":{{"prefix":"/","port":{port}}},"action":{{"target":{{"virtualService":{{"virtualServiceName":"{service}"}}}}}}}}}}}}"#
+            ),
+        );
+    }
+    let out = c.ctl(&[
+        "compile",
+        "--identity",
+        "mesh/m/virtualGateway/gw",
+        "--endpoint",
+        &format!("a={}", apps[0]),
+        "--endpoint",
+        &format!("b={}", apps[1]),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gw.json");
+    std::fs::write(&cfg, out.stdout).unwrap();
+    // The first listener on the address given; the second on 0.0.0.0:<its port>.
+    let gw = Proxy::start(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &["gateway", "admin"],
+    );
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let get = |addr: &str| {
+        let r = client.get(format!("http://{addr}/x")).send().ok()?;
+        Some((r.status().as_u16(), r.text().ok()?))
+    };
+    let second_addr = format!("127.0.0.1:{second}");
+    let start = std::time::Instant::now();
+    while get(&second_addr).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the second listener never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&gw.addrs["gateway"]), Some((200, "a".into())));
+        assert_eq!(get(&second_addr), Some((200, "b".into())));
+    }
+}
