@@ -149,32 +149,10 @@ fn sidecar_from_file(c: &Control, dir: &Path, app: SocketAddr) -> Proxy {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn join_token(c: &Control, identity: &str) -> String {
-    let out = c.ctl(&[
-        "create-join-token",
-        "--identity",
-        identity,
-        "--query",
-        "token",
-        "--output",
-        "text",
-    ]);
-    assert_eq!(out.code, 0, "create-join-token: {}", out.stderr);
-    out.stdout.trim().to_owned()
-}
-
 /// Node `app`'s sidecar, enrolled over QUIC; returns it and its inbound address.
 fn sidecar_enrolled(c: &Control, state: &Path, app: SocketAddr) -> (Proxy, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let token = join_token(c, "mesh/m/virtualNode/app");
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let token = c.join_token("mesh/m/virtualNode/app");
     let p = Proxy::start(
         &[
             "sidecar",
@@ -202,7 +180,7 @@ fn sidecar_enrolled(c: &Control, state: &Path, app: SocketAddr) -> (Proxy, Strin
 
 /// Gateway `gw`, enrolled over QUIC, listening on `listen`.
 fn gateway_enrolled(c: &Control, state: &Path, listen: &str) -> Proxy {
-    let token = join_token(c, "mesh/m/virtualGateway/gw");
+    let token = c.join_token("mesh/m/virtualGateway/gw");
     Proxy::start(
         &[
             "gateway",
@@ -604,7 +582,7 @@ fn grpc_listener_app_is_reached_over_h2c_through_gateway_and_sidecar() {
     let (app, _health) = rt.block_on(spawn_grpc_app());
     let tmp = tempfile::tempdir().unwrap();
     let (_sidecar, _) = sidecar_enrolled(&c, &tmp.path().join("sidecar"), app);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let _gw = gateway_enrolled(&c, &tmp.path().join("gw"), &listen);
     rt.block_on(async {
         let mut client = grpc_client(&listen).await;

@@ -40,20 +40,6 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-fn token(c: &Control, identity: &str) -> String {
-    let out = c.ctl(&[
-        "create-join-token",
-        "--identity",
-        identity,
-        "--query",
-        "token",
-        "--output",
-        "text",
-    ]);
-    assert_eq!(out.code, 0, "create-join-token: {}", out.stderr);
-    out.stdout.trim().to_owned()
-}
-
 /// A sidecar for `color` listening on `listen`; `token` only for its first start.
 fn sidecar(
     c: &Control,
@@ -174,7 +160,7 @@ fn fleet() -> Fleet {
     for color in COLORS {
         let app = App::start(free_addr(), color);
         let listen = free_addr();
-        let t = token(&c, &node(color));
+        let t = c.join_token(&node(color));
         let p = sidecar(
             &c,
             Some(&t),
@@ -186,7 +172,7 @@ fn fleet() -> Fleet {
         sidecars.insert(color, (p, listen));
         apps.insert(color, app);
     }
-    let t = token(&c, GATEWAY);
+    let t = c.join_token(GATEWAY);
     let listen = free_addr().to_string();
     let state = tmp.path().join("gateway");
     let gateway = Proxy::start(
@@ -411,7 +397,7 @@ fn a_sidecar_that_starts_before_its_app_costs_no_request() {
     load.wait_for(20);
     // The normal boot order on EC2: the sidecar first, its app later (here: not at all).
     let app = free_addr();
-    let t = token(&f.c, &node("white"));
+    let t = f.c.join_token(&node("white"));
     let listen = free_addr();
     let _second = sidecar(
         &f.c,
@@ -448,7 +434,7 @@ fn an_app_that_comes_up_late_joins_only_after_its_first_passing_check() {
     let f = fleet();
     let load = Load::start(&f.url, &["/color1/tell"]);
     let app_addr = free_addr();
-    let t = token(&f.c, &node("white"));
+    let t = f.c.join_token(&node("white"));
     let listen = free_addr();
     let _second = sidecar(
         &f.c,
@@ -560,7 +546,7 @@ fn a_flapping_endpoint_costs_at_most_the_requests_in_flight_when_it_went_down() 
     let _turn = one_at_a_time();
     let f = fleet();
     let app = App::start(free_addr(), "white-2");
-    let t = token(&f.c, &node("white"));
+    let t = f.c.join_token(&node("white"));
     let listen = free_addr();
     let state = f.tmp.path().join("white-2");
     let mut second = Some(sidecar(&f.c, Some(&t), &state, "white", app.addr, listen));

@@ -150,7 +150,7 @@ fn a_sidecar_advertise_address_is_where_the_gateway_sends_its_traffic() {
     let mut advertised = Vec::new();
     for (color, app) in ["white", "blue"].into_iter().zip(&apps) {
         let identity = format!("mesh/ColorApp/virtualNode/colorteller-{color}-vn");
-        let token = token(&c, &identity);
+        let token = c.join_token(&identity);
         // Listen on every address, advertise a loopback alias no default would pick.
         let port = common::free_port();
         let advertise = format!("127.0.0.{}:{port}", 2 + advertised.len());
@@ -199,7 +199,7 @@ fn a_sidecar_advertise_address_is_where_the_gateway_sends_its_traffic() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // And the gateway reaches both colours through those addresses.
-    let gt = token(&c, "mesh/ColorApp/virtualGateway/colorgateway-vg");
+    let gt = c.join_token("mesh/ColorApp/virtualGateway/colorgateway-vg");
     let g = Proxy::start(
         &[
             "gateway",
@@ -250,18 +250,4 @@ fn a_sidecar_advertise_address_is_where_the_gateway_sends_its_traffic() {
             .unwrap_or_else(|| panic!("no cluster for {node}: {config}"));
         assert_eq!(cluster["endpoints"], serde_json::json!([addr]), "{node}");
     }
-}
-
-fn token(c: &Control, identity: &str) -> String {
-    let out = c.ctl(&[
-        "create-join-token",
-        "--identity",
-        identity,
-        "--query",
-        "token",
-        "--output",
-        "text",
-    ]);
-    assert_eq!(out.code, 0, "create-join-token: {}", out.stderr);
-    out.stdout.trim().to_owned()
 }
