@@ -188,3 +188,131 @@ fn an_unrevoked_identity_enrols_again() {
         &["gateway", "admin"],
     );
 }
+
+/// Runs curl with `args`: exit code and HTTP status (0 when there was no answer).
+fn curl(args: &[&str]) -> (i32, u16) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (out.status.code().unwrap_or(-1), code)
+}
+
+#[test]
+fn a_revoked_identitys_certificate_is_refused_in_the_handshake() {
+    let c = Control::start();
+    let api = Api::new(&c);
+    for (path, body) in [
+        ("/v20190125/meshes", r#"{"meshName":"m"}"#),
+        (
+            "/v20190125/meshes/m/virtualNodes",
+            r#"{"virtualNodeName":"app","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"},
+                "tls":{"mode":"STRICT","certificate":{"sds":{"secretName":"app"}},
+                    "validation":{"trust":{"sds":{"secretName":"ca"}}}}}],
+                "serviceDiscovery":{"dns":{"hostname":"app.local"}}}}"#,
+        ),
+        (
+            "/v20190125/meshes/m/virtualNodes",
+            r#"{"virtualNodeName":"client","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+        ),
+    ] {
+        let (s, _, b) = api.call("PUT", path, Some(body));
+        assert_eq!(s, 200, "{path}: {b}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let app = common::spawn_upstreams(&[("app", common::Behaviour::Color)])[0];
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let sidecar = |identity: &str, dir: &str, listen: &str| {
+        let state = tmp.path().join(dir).to_string_lossy().into_owned();
+        let t = c.join_token(identity);
+        Proxy::start(
+            &[
+                "sidecar",
+                "--control",
+                &c.sync,
+                "--token",
+                &t,
+                "--state-dir",
+                &state,
+                "--identity",
+                identity,
+                "--app",
+                &app.to_string(),
+                "--listen",
+                listen,
+                "--egress-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            &["sidecar-inbound", "admin"],
+        )
+    };
+    let server = sidecar("mesh/m/virtualNode/app", "app", &listen);
+    // The client's leaf, from its own enrolment, used by curl.
+    let _client = sidecar("mesh/m/virtualNode/client", "client", "127.0.0.1:0");
+    let creds = tmp.path().join("client");
+    let file = |n: &str| creds.join(n).to_string_lossy().into_owned();
+    let port = listen.rsplit(':').next().unwrap().to_owned();
+    let resolve = format!("app.local:{port}:127.0.0.1");
+    let url = format!("https://app.local:{port}/");
+    let (cacert, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let call = || {
+        curl(&[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &cacert,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            &url,
+        ])
+    };
+    let start = Instant::now();
+    while call() != (0, 200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the client never got through: {:?}",
+            call()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        c.ctl(&["revoke-identity", "--identity", "mesh/m/virtualNode/client"])
+            .code,
+        0
+    );
+    // Its leaf has hours left; the server refuses it from its next config on.
+    let start = Instant::now();
+    loop {
+        let (code, status) = call();
+        if code != 0 && status == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the revoked client still gets through"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stats = reqwest::blocking::get(server.url("admin", "/stats"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(stats.contains("reason=\"revoked\""), "{stats}");
+}

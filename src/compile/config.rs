@@ -42,6 +42,11 @@ pub struct ProxyConfig {
     /// none of its backends (ALLOW_ALL passes it through, DROP_ALL refuses it).
     #[serde(default, skip_serializing_if = "EgressFilterType::is_drop_all")]
     pub egress_filter: EgressFilterType,
+    /// Revoked identities (`mesh/M/virtualNode/N`), from the control plane's CA: a peer
+    /// presenting a certificate with one as its SPIFFE id is refused in the TLS handshake,
+    /// however long its leaf has left. Set by the control plane, not by `compile`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_peers: Vec<String>,
 }
 
 /// One `tcpRoute` (or the implicit route of a node-provided service whose listener is tcp).
@@ -363,6 +368,7 @@ impl ProxyConfig {
             access_log: None,
             tcp_routes: BTreeMap::new(),
             egress_filter: EgressFilterType::DropAll,
+            revoked_peers: Vec::new(),
         };
         config.check()?;
         Ok(config)

@@ -248,6 +248,7 @@ fn build_state(
 ) -> Result<State, ConfigError> {
     config.check()?;
     let table = RouteTable::new(&config)?;
+
     let mut clusters = HashMap::new();
     let mut latency = HashMap::new();
     for (name, cfg) in &config.clusters {
@@ -356,6 +357,10 @@ fn build_state(
         let built = reused.unwrap_or_else(|| Arc::new(pool::Limiter::new(&target, want, stats)));
         inbound_pools.insert(l.port, built);
     }
+    // Last, so a config refused above changes nothing.
+    tls_store
+        .revoked
+        .store(Arc::new(config.revoked_peers.iter().cloned().collect()));
     Ok(State {
         retries: stats.retries.clone(),
         inbound_pools,

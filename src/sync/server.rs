@@ -179,14 +179,17 @@ async fn sweep_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-/// Recompiles connected identities whenever the store or the registry changes, and
+/// Recompiles connected identities whenever the store, the registry or the CA changes, and
 /// publishes the configs whose content differs from what their proxies have.
 async fn push_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut store_changes = ctx.store.subscribe();
+    // A revocation changes every proxy's config (its revoked peers).
+    let mut ca_changes = ctx.ca.subscribe();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = store_changes.changed() => if r.is_err() { return },
+            r = ca_changes.changed() => if r.is_err() { return },
             _ = ctx.registry.changed.notified() => {}
         }
         tokio::time::sleep(DEBOUNCE).await;
@@ -215,9 +218,13 @@ fn recompute(ctx: &Context) {
             }
         };
         let endpoints = ctx.registry.endpoints(&mesh);
+        // Every proxy refuses revoked peers' certificates in its handshakes.
+        let mut revoked: Vec<String> = ctx.ca.revoked().iter().map(|i| i.to_string()).collect();
+        revoked.sort();
         for id in &ids {
             match compile(&snapshot, id, &endpoints, 0) {
                 Ok(mut config) => {
+                    config.revoked_peers = revoked.clone();
                     let content = serde_json::to_string(&config).unwrap_or_default();
                     let current = ctx.registry.desired(id).unwrap_or_default();
                     if *current.content == content {

@@ -65,6 +65,7 @@ impl UpstreamTls {
                     trust: trust.clone(),
                     sans: validation.subject_alternative_names.clone(),
                     expected: Some(expected.clone()),
+                    revoked: store.revoked.clone(),
                     provider: store.provider.clone(),
                 });
                 (Some(trust), verifier)

@@ -60,6 +60,7 @@ impl ListenerTls {
                 trust: store.trust(&v.trust),
                 sans: v.subject_alternative_names.clone(),
                 expected: None,
+                revoked: store.revoked.clone(),
                 provider: store.provider.clone(),
             }),
             None => rustls::server::WebPkiClientVerifier::no_client_auth(),

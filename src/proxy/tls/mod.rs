@@ -128,6 +128,8 @@ pub(crate) struct TlsStore {
     own_trust: Arc<TrustSlot>,
     own_expiry: Mutex<Option<SystemTime>>,
     files: Mutex<Files>,
+    /// The config's revoked peers, read by every verifier on every handshake.
+    pub(crate) revoked: Arc<arc_swap::ArcSwap<std::collections::HashSet<String>>>,
 }
 
 /// A file certificate's slot and the (chain, key) modification times it was loaded at.
@@ -151,6 +153,7 @@ impl TlsStore {
             own_trust: Arc::new(TrustSlot::new(format!("the CA bundle of {OWN}"))),
             own_expiry: Mutex::new(None),
             files: Mutex::new(Files::default()),
+            revoked: Arc::default(),
         }
     }
 

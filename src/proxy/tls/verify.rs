@@ -56,12 +56,25 @@ pub(super) struct PeerVerifier {
     /// What a server must be named when `sans` is empty (App Mesh: its service-discovery
     /// name); none on a listener checking its clients.
     pub expected: Option<PeerName>,
+    /// Identities (`mesh/M/virtualNode/N`) whose certificates are refused: revoked by the
+    /// control plane, their leaves not expired yet.
+    pub revoked: Arc<arc_swap::ArcSwap<std::collections::HashSet<String>>>,
     pub provider: Arc<CryptoProvider>,
 }
 
 impl PeerVerifier {
     fn check_sans(&self, end_entity: &CertificateDer<'_>) -> Result<(), Error> {
         let names = peer_names(end_entity);
+        let revoked = self.revoked.load();
+        if !revoked.is_empty()
+            && names.iter().any(|n| {
+                n.strip_prefix("spiffe://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .is_some_and(|(_, path)| revoked.contains(path))
+            })
+        {
+            return Err(Error::InvalidCertificate(CertificateError::Revoked));
+        }
         let ok = match (&self.sans[..], &self.expected) {
             ([], None) => true,
             ([], Some(expected)) => names.iter().any(|n| names_peer(n, expected)),
@@ -345,6 +358,7 @@ pub(super) fn failure_reason(e: &Error) -> String {
             | CertificateError::ExpiredContext { .. }
             | CertificateError::NotValidYet
             | CertificateError::NotValidYetContext { .. } => "expired",
+            CertificateError::Revoked => "revoked",
             _ => "bad_certificate",
         }
         .to_owned(),
