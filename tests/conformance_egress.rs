@@ -180,3 +180,19 @@ fn an_egress_filter_change_reaches_a_running_sidecar() {
         || via_egress(&sidecar, outside).0 == 403,
     );
 }
+
+#[test]
+fn allow_all_refuses_a_destination_that_is_the_egress_listener_itself() {
+    let c = Control::start();
+    mesh(&Api::new(&c), "ALLOW_ALL");
+    let tmp = tempfile::tempdir().unwrap();
+    let sidecar = sidecar_from_file(&c, tmp.path());
+    let itself: SocketAddr = sidecar.addrs["sidecar-egress"].parse().unwrap();
+    let (status, body) = via_egress(&sidecar, itself);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("would loop"), "{body}");
+    assert_eq!(
+        metric(&sidecar, "appliance_egress_passthrough_requests_total"),
+        0.0
+    );
+}

@@ -286,7 +286,7 @@ async fn handle(
         (_, Err(e), _) => Err(e),
         (Ok(()), Ok(()), mode) => match mode {
             Mode::Gateway { port } => gateway(&state, *port, req).await,
-            Mode::Egress => egress(&rt, &state, req).await,
+            Mode::Egress => egress(&rt, &state, conn.local, req).await,
             // serve_live hands these to `tcp` before any HTTP is spoken.
             Mode::EgressTcp { .. } => {
                 Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))
@@ -497,6 +497,7 @@ fn service_route<'a>(
 async fn egress(
     rt: &Runtime,
     state: &State,
+    local: Option<std::net::SocketAddr>,
     req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
@@ -511,6 +512,11 @@ async fn egress(
     }
     if !state.config.services.contains_key(&service) {
         return match state.config.egress_filter {
+            EgressFilterType::AllowAll if names_listener(&service, service_port, local) => {
+                Err(ProxyError::BadRequest(format!(
+                    "{service} is this egress listener itself; passing it through would loop"
+                )))
+            }
             EgressFilterType::AllowAll => {
                 passthrough(rt, parts, body, &service, service_port).await
             }
@@ -565,6 +571,19 @@ async fn passthrough(
     let mut out = finish(resp).map(|b| timers.body(b));
     out.extensions_mut().insert(UpstreamHost(authority));
     Ok(out)
+}
+
+/// Whether `host:port` is the listener at `local` (by address: a loopback or unspecified
+/// address, or its own, on its port), which a passthrough would send back to itself.
+fn names_listener(host: &str, port: Option<u16>, local: Option<std::net::SocketAddr>) -> bool {
+    let (Some(local), Ok(ip)) = (
+        local,
+        host.trim_matches(['[', ']']).parse::<std::net::IpAddr>(),
+    ) else {
+        return false;
+    };
+    port.unwrap_or(80) == local.port()
+        && (ip == local.ip() || ip.is_loopback() || ip.is_unspecified())
 }
 
 /// Envoy's name for the cluster of passed-through egress, kept for error texts and logs.
