@@ -269,6 +269,24 @@ fn keys_are_owner_only_and_never_in_logs_or_api_output() {
     std::fs::write(&bundle_path, roots).unwrap();
     let b = bundle_path.to_str().unwrap();
     let mut seen = String::new();
+    // revoke-identity needs the node to exist.
+    for args in [
+        vec!["create-mesh", "--mesh-name", "m"],
+        vec![
+            "create-virtual-node",
+            "--mesh-name",
+            "m",
+            "--virtual-node-name",
+            "x",
+            "--spec",
+            "{}",
+        ],
+    ] {
+        let mut a = args.clone();
+        a.extend(["--ca-bundle", b]);
+        let out = c.ctl(&a);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
     for args in [
         vec!["describe-certificate-authority"],
         vec!["get-ca-bundle"],
