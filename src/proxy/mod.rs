@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod attempt;
 mod edge;
+mod egress;
 mod error;
 mod forward;
 mod health;

@@ -23,7 +23,7 @@ use super::timeout::Timers;
 use super::tls::Downstream;
 use super::{Runtime, State};
 use crate::compile::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PER_REQUEST_TIMEOUT_MS};
-use crate::model::spec::{EgressFilterType, PortProtocol};
+use crate::model::spec::PortProtocol;
 
 /// In-flight requests get this long to finish after shutdown is requested.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -207,7 +207,7 @@ struct Conn {
 }
 
 /// The request's authority (absolute-form URI, else Host) as host and port.
-fn authority_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> (&'a str, Option<u16>) {
+pub(super) fn authority_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> (&'a str, Option<u16>) {
     let raw = uri
         .authority()
         .map(|a| a.as_str())
@@ -286,7 +286,7 @@ async fn handle(
         (_, Err(e), _) => Err(e),
         (Ok(()), Ok(()), mode) => match mode {
             Mode::Gateway { port } => gateway(&state, *port, req).await,
-            Mode::Egress => egress(&rt, &state, conn.local, req).await,
+            Mode::Egress => super::egress::egress(&rt, &state, conn.local, req).await,
             // serve_live hands these to `tcp` before any HTTP is spoken.
             Mode::EgressTcp { .. } => {
                 Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))
@@ -466,11 +466,11 @@ async fn gateway(
     Ok(resp)
 }
 
-fn scheme_ext(parts: &http::request::Parts) -> &'static str {
+pub(super) fn scheme_ext(parts: &http::request::Parts) -> &'static str {
     parts.extensions.get::<Scheme>().map_or("http", |s| s.0)
 }
 
-fn service_route<'a>(
+pub(super) fn service_route<'a>(
     state: &'a State,
     service: &str,
     view: &RequestView,
@@ -493,101 +493,6 @@ fn service_route<'a>(
         Some(Some(r)) => Ok(r),
     }
 }
-
-async fn egress(
-    rt: &Runtime,
-    state: &State,
-    local: Option<std::net::SocketAddr>,
-    req: Request<Body>,
-) -> Result<Response<Body>, ProxyError> {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().map(str::to_owned);
-    let (service, service_port) = authority_of(&parts.uri, &parts.headers);
-    let service = service.to_owned();
-    if service.is_empty() {
-        return Err(ProxyError::BadRequest(
-            "no Host header naming a virtual service".into(),
-        ));
-    }
-    if !state.config.services.contains_key(&service) {
-        return match state.config.egress_filter {
-            EgressFilterType::AllowAll if names_listener(&service, service_port, local) => {
-                Err(ProxyError::BadRequest(format!(
-                    "{service} is this egress listener itself; passing it through would loop"
-                )))
-            }
-            EgressFilterType::AllowAll => {
-                passthrough(rt, parts, body, &service, service_port).await
-            }
-            EgressFilterType::DropAll => Err(ProxyError::NotABackend {
-                service,
-                identity: rt.identity.clone(),
-            }),
-        };
-    }
-    let view = RequestView {
-        method: &parts.method,
-        path: &path,
-        query: query.as_deref(),
-        host: &service,
-        port: service_port,
-        scheme: scheme_ext(&parts),
-        headers: &parts.headers,
-    };
-    let route = service_route(state, &service, &view)?;
-    forward(state, route, parts, body, &path, query.as_deref()).await
-}
-
-/// The mesh's egress filter is ALLOW_ALL and `host` is none of the node's backends: the
-/// request goes where the app addressed it, as Envoy's PassthroughCluster sends it to the
-/// original destination. Without interception the request's authority is the destination
-/// (port 80 when it names none); plain HTTP/1.1, within App Mesh's default timeouts.
-async fn passthrough(
-    rt: &Runtime,
-    mut parts: http::request::Parts,
-    body: Body,
-    host: &str,
-    port: Option<u16>,
-) -> Result<Response<Body>, ProxyError> {
-    let authority = format!("{host}:{}", port.unwrap_or(80));
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    parts.uri = format!("http://{authority}{pq}")
-        .parse()
-        .map_err(|_| ProxyError::BadRequest(format!("bad destination {authority}")))?;
-    parts.version = http::Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers);
-    rt.stats.egress_passthrough.inc();
-    let timers = Timers::start(DEFAULT_PER_REQUEST_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS);
-    let send = rt.clients.h1.request(Request::from_parts(parts, body));
-    let resp = timers
-        .headers(send)
-        .await?
-        .map_err(|e| ProxyError::upstream(PASSTHROUGH, &authority, &e))?;
-    let mut out = finish(resp).map(|b| timers.body(b));
-    out.extensions_mut().insert(UpstreamHost(authority));
-    Ok(out)
-}
-
-/// Whether `host:port` is the listener at `local` (by address: a loopback or unspecified
-/// address, or its own, on its port), which a passthrough would send back to itself.
-fn names_listener(host: &str, port: Option<u16>, local: Option<std::net::SocketAddr>) -> bool {
-    let (Some(local), Ok(ip)) = (
-        local,
-        host.trim_matches(['[', ']']).parse::<std::net::IpAddr>(),
-    ) else {
-        return false;
-    };
-    port.unwrap_or(80) == local.port()
-        && (ip == local.ip() || ip.is_loopback() || ip.is_unspecified())
-}
-
-/// Envoy's name for the cluster of passed-through egress, kept for error texts and logs.
-const PASSTHROUGH: &str = "PassthroughCluster";
 
 /// To the local app as the node listener on `port` says now: over HTTP/1.1, or h2c (prior
 /// knowledge) for an `http2` or `grpc` listener, as Envoy speaks to the app; within its
