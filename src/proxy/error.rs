@@ -126,6 +126,42 @@ impl ProxyError {
 }
 
 impl ProxyError {
+    /// Envoy's response flags for the failures the proxy answers itself.
+    pub fn response_flags(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute(_) => "NR",
+            ProxyError::NoHealthyEndpoint(_)
+            | ProxyError::NoEndpoint { .. }
+            | ProxyError::NoProvider(_) => "UH",
+            ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => "UF",
+            ProxyError::UpstreamProtocol { .. } => "UPE",
+            ProxyError::Timeout(_) => "UT",
+            ProxyError::StreamIdle(_) => "SI",
+            ProxyError::Overflow { .. } => "UO",
+            ProxyError::NotABackend { .. } => "UAEX",
+            ProxyError::BadRequest(_) => "DPE",
+        }
+    }
+
+    /// The `reason` label of `local_errors`, one short word per variant.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute(_) => "no_route",
+            ProxyError::NotABackend { .. } => "not_a_backend",
+            ProxyError::NoProvider(_) => "no_provider",
+            ProxyError::NoHealthyEndpoint(_) | ProxyError::NoEndpoint { .. } => {
+                "no_healthy_endpoint"
+            }
+            ProxyError::Upstream { .. } => "upstream",
+            ProxyError::UpstreamProtocol { .. } => "upstream_protocol_error",
+            ProxyError::UpstreamTls { .. } => "upstream_tls",
+            ProxyError::Timeout(_) => "timeout",
+            ProxyError::StreamIdle(_) => "stream_idle",
+            ProxyError::Overflow { .. } => "overflow",
+            ProxyError::BadRequest(_) => "bad_request",
+        }
+    }
+
     /// The gRPC status a gRPC client gets for this failure.
     pub fn grpc_status(&self) -> u8 {
         match self {

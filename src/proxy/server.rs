@@ -298,14 +298,14 @@ async fn handle(
         Ok(resp) => (resp, "-"),
         Err(e) => {
             tracing::debug!(proxy = %rt.identity, error = %e, "request failed in the proxy");
-            let reason = reason_label(&e);
+            let reason = e.reason_label();
             rt.stats
                 .local_errors
                 .get_or_create(&super::stats::ErrorLabels {
                     reason: reason.to_owned(),
                 })
                 .inc();
-            let flags = response_flags(&e);
+            let flags = e.response_flags();
             (
                 if grpc {
                     e.into_grpc_response(&rt.identity)
@@ -366,39 +366,6 @@ fn protocol_name(v: http::Version) -> &'static str {
         http::Version::HTTP_10 => "HTTP/1.0",
         http::Version::HTTP_2 => "HTTP/2",
         _ => "HTTP/1.1",
-    }
-}
-
-/// Envoy's response flags for the failures the proxy answers itself.
-fn response_flags(e: &ProxyError) -> &'static str {
-    match e {
-        ProxyError::NoRoute(_) => "NR",
-        ProxyError::NoHealthyEndpoint(_)
-        | ProxyError::NoEndpoint { .. }
-        | ProxyError::NoProvider(_) => "UH",
-        ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => "UF",
-        ProxyError::UpstreamProtocol { .. } => "UPE",
-        ProxyError::Timeout(_) => "UT",
-        ProxyError::StreamIdle(_) => "SI",
-        ProxyError::Overflow { .. } => "UO",
-        ProxyError::NotABackend { .. } => "UAEX",
-        ProxyError::BadRequest(_) => "DPE",
-    }
-}
-
-fn reason_label(e: &ProxyError) -> &'static str {
-    match e {
-        ProxyError::NoRoute(_) => "no_route",
-        ProxyError::NotABackend { .. } => "not_a_backend",
-        ProxyError::NoProvider(_) => "no_provider",
-        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoEndpoint { .. } => "no_healthy_endpoint",
-        ProxyError::Upstream { .. } => "upstream",
-        ProxyError::UpstreamProtocol { .. } => "upstream_protocol_error",
-        ProxyError::UpstreamTls { .. } => "upstream_tls",
-        ProxyError::Timeout(_) => "timeout",
-        ProxyError::StreamIdle(_) => "stream_idle",
-        ProxyError::Overflow { .. } => "overflow",
-        ProxyError::BadRequest(_) => "bad_request",
     }
 }
 

@@ -62,7 +62,7 @@ pub(super) async fn serve_connection(
     if let Some(log) = &state.access_log {
         let (spliced, flags) = match &result {
             Ok(s) => (Some(s), "-"),
-            Err(e) => (None, flags(e)),
+            Err(e) => (None, e.response_flags()),
         };
         log.log(&super::access_log::Entry {
             start,
@@ -81,7 +81,7 @@ pub(super) async fn serve_connection(
         rt.stats
             .local_errors
             .get_or_create(&ErrorLabels {
-                reason: reason(&e).to_owned(),
+                reason: e.reason_label().to_owned(),
             })
             .inc();
     }
@@ -94,28 +94,6 @@ struct Spliced {
     received: u64,
     /// Bytes to the client.
     sent: u64,
-}
-
-/// Envoy's response flags for a connection the proxy could not splice.
-fn flags(e: &ProxyError) -> &'static str {
-    match e {
-        ProxyError::Overflow { .. } => "UO",
-        ProxyError::NoRoute(_) | ProxyError::NotABackend { .. } => "NR",
-        ProxyError::NoHealthyEndpoint(_) | ProxyError::NoProvider(_) => "UH",
-        _ => "UF",
-    }
-}
-
-fn reason(e: &ProxyError) -> &'static str {
-    match e {
-        ProxyError::Overflow { .. } => "overflow",
-        ProxyError::NoRoute(_) | ProxyError::NotABackend { .. } => "no_route",
-        ProxyError::NoHealthyEndpoint(_)
-        | ProxyError::NoEndpoint { .. }
-        | ProxyError::NoProvider(_) => "no_healthy_endpoint",
-        ProxyError::Timeout(_) => "timeout",
-        _ => "upstream",
-    }
 }
 
 /// One inbound connection: the listener's pool, its TLS, then the local app.
