@@ -13,6 +13,9 @@ use super::{Runtime, State};
 use crate::compile::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PER_REQUEST_TIMEOUT_MS};
 use crate::model::spec::EgressFilterType;
 
+/// A request from the app: routed by the virtual service its authority names when that is a
+/// backend of the node; otherwise passed through or refused as the mesh's egress filter says.
+/// `local` is this listener's own address, so a passthrough cannot loop back into it.
 pub(super) async fn egress(
     rt: &Runtime,
     state: &State,
