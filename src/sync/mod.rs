@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod client;
 pub mod frame;
+mod issue;
 pub mod registry;
 pub mod server;
 pub mod tls;
