@@ -519,3 +519,37 @@ fn a_permissive_tcp_listener_serves_an_app_that_speaks_first() {
         1.0
     );
 }
+
+/// `backendDefaults` whose client policy trusts the appliance CA and lists `sans` exactly.
+fn trust_with_sans(sans: &str) -> String {
+    format!(
+        r#","backendDefaults":{{"clientPolicy":{{"tls":{{"validation":{{"trust":{{"sds":{{"secretName":"ca"}}}},"subjectAlternativeNames":{{"match":{{"exact":[{sans}]}}}}}}}}}}}}"#
+    )
+}
+
+#[test]
+fn listed_subject_alternative_names_accept_a_certificate_carrying_one_of_them() {
+    let s = setup(
+        &own_cert("STRICT"),
+        DNS_APP,
+        &trust_with_sans(r#""elsewhere.local","app.local""#),
+        (NODE, &["app.local"]),
+        false,
+    );
+    assert_eq!(through_gateway(&s), (200, "app".into()));
+}
+
+#[test]
+fn listed_subject_alternative_names_refuse_a_certificate_carrying_none_of_them() {
+    // The leaf carries the discovery name, but the policy lists another: its list decides.
+    let s = setup(
+        &own_cert("STRICT"),
+        DNS_APP,
+        &trust_with_sans(r#""elsewhere.local""#),
+        (NODE, &["app.local"]),
+        false,
+    );
+    let (status, body) = through_gateway(&s);
+    assert_eq!(status, 503, "{body}");
+    assert!(stats(&s.gateway).contains("reason=\"san_mismatch\""));
+}
