@@ -220,6 +220,7 @@ fn admin_page_signs_in_draws_the_mesh_and_shifts_traffic_to_one_colour() {
         "PASS signing in with the access key shows the meshes",
         "PASS the walkthrough mesh's picture shows every resource with weights",
         "PASS moving the weights to 100:0 writes one UpdateRoute",
+        "PASS the admins view adds a user, sets a new password and removes the user",
         "PASS a write without the CSRF token is refused",
         "ALL PASSED",
     ] {

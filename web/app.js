@@ -4,6 +4,7 @@
 
 import { loadSession, signOut, call, loadProxies } from './api.js';
 import { meshesView, meshView, resourceView, createView, proxiesView, caView, h } from './views.js';
+import { adminsView } from './admins.js';
 
 const POLL_MS = 2000;
 const main = document.getElementById('main');
@@ -20,7 +21,7 @@ function route() {
 
 async function render() {
   const { parts, parent } = route();
-  const section = parts[0] === 'proxies' ? 'proxies' : parts[0] === 'ca' ? 'ca' : 'meshes';
+  const section = ['proxies', 'ca', 'admins'].includes(parts[0]) ? parts[0] : 'meshes';
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
@@ -28,6 +29,7 @@ async function render() {
   try {
     if (parts[0] === 'proxies') view = await proxiesView(main, live);
     else if (parts[0] === 'ca') view = await caView(main);
+    else if (parts[0] === 'admins') view = await adminsView(main);
     else if (parts[0] === 'mesh' && parts.length === 2) view = await meshView(main, parts[1], live);
     else if (parts[0] === 'mesh' && parts[2] === 'new') view = await createView(main, parts[1], parts[3], parent);
     else if (parts[0] === 'mesh' && parts.length === 4) view = await resourceView(main, parts[1], parts[2], parts[3], parent);

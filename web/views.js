@@ -19,17 +19,17 @@ export function h(tag, attrs, ...children) {
   return e;
 }
 
-function when(epochSecs) {
+export function when(epochSecs) {
   if (epochSecs == null) return '–';
   const d = typeof epochSecs === 'number' ? new Date(epochSecs * 1000) : new Date(epochSecs);
   return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
 }
 
-function errorBox(e) {
+export function errorBox(e) {
   return h('p', { class: 'error', role: 'alert' }, `${e.type ? `${e.type.split(':')[0]}: ` : ''}${e.message}`);
 }
 
-function status(text, ok = true) {
+export function status(text, ok = true) {
   return h('p', { class: ok ? 'ok-text' : 'error', role: ok ? 'status' : 'alert' }, text);
 }
 

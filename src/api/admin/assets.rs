@@ -42,6 +42,7 @@ const ASSETS: &[Asset] = &[
     asset!("topology.js", JS, false),
     asset!("editor.js", JS, false),
     asset!("views.js", JS, false),
+    asset!("admins.js", JS, false),
 ];
 
 pub fn find(name: &str) -> Option<&'static Asset> {
