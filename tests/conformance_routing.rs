@@ -1247,22 +1247,7 @@ fn tcp_connections_are_access_logged_with_their_bytes() {
     let cfg = tmp.path().join("db.json");
     std::fs::write(&cfg, &out.stdout).unwrap();
     let app = app.to_string();
-    let p = Proxy::start(
-        &[
-            "sidecar",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--app",
-            &app,
-            "--listen",
-            "127.0.0.1:0",
-            "--egress-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &["sidecar-inbound"],
-    );
+    let p = Proxy::sidecar_from_file(&cfg, &app, &["sidecar-inbound"]);
     let mut s = TcpStream::connect(&p.addrs["sidecar-inbound"]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"hello").unwrap();

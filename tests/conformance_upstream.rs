@@ -131,22 +131,7 @@ fn gateway_from_file(c: &Control, dir: &Path, endpoint: &str) -> Proxy {
 /// Node `app`'s sidecar from a compiled file, in front of `app`.
 fn sidecar_from_file(c: &Control, dir: &Path, app: SocketAddr) -> Proxy {
     let cfg = compile_to(c, dir, "mesh/m/virtualNode/app", "127.0.0.1:1");
-    Proxy::start(
-        &[
-            "sidecar",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--app",
-            &app.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--egress-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &["sidecar-inbound"],
-    )
+    Proxy::sidecar_from_file(&cfg, &app.to_string(), &["sidecar-inbound"])
 }
 
 /// Node `app`'s sidecar, enrolled over QUIC; returns it and its inbound address.

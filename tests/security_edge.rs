@@ -42,7 +42,15 @@ fn echo_head() -> SocketAddr {
 /// A gateway whose one route sends everything to the echo upstream.
 fn gateway() -> (Control, Proxy, tempfile::TempDir) {
     let c = Control::start();
-    let api = Api::new(&c);
+    mesh(&c);
+    let p = gateway_to(&c, echo_head());
+    (c, p.0, p.1)
+}
+
+/// Mesh `m`: gateway `gw` routes everything to service `app.local`, provided by node `app`
+/// (listening on 8080).
+fn mesh(c: &Control) {
+    let api = Api::new(c);
     for (path, body) in [
         ("/v20190125/meshes", r#"{"meshName":"m"}"#.to_owned()),
         (
@@ -65,12 +73,16 @@ fn gateway() -> (Control, Proxy, tempfile::TempDir) {
         let (s, _, b) = api.call("PUT", path, Some(&body));
         assert_eq!(s, 200, "{path}: {b}");
     }
+}
+
+/// Gateway `gw` of `mesh`, run from a compiled file whose one endpoint of `app` is `endpoint`.
+fn gateway_to(c: &Control, endpoint: SocketAddr) -> (Proxy, tempfile::TempDir) {
     let out = c.ctl(&[
         "compile",
         "--identity",
         "mesh/m/virtualGateway/gw",
         "--endpoint",
-        &format!("app={}", echo_head()),
+        &format!("app={endpoint}"),
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let tmp = tempfile::tempdir().unwrap();
@@ -88,12 +100,17 @@ fn gateway() -> (Control, Proxy, tempfile::TempDir) {
         ],
         &["gateway", "admin"],
     );
-    (c, p, tmp)
+    (p, tmp)
 }
 
 /// Sends `head` (a whole request head) and reads the response to its end: status, body.
 fn raw(gateway: &Proxy, head: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(&gateway.addrs["gateway"]).unwrap();
+    raw_to(&gateway.addrs["gateway"], head)
+}
+
+/// `raw`, to any address.
+fn raw_to(addr: &str, head: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(head.as_bytes()).unwrap();
     let mut out = Vec::new();
@@ -173,4 +190,68 @@ fn an_http11_request_without_a_host_or_with_two_is_refused_with_400() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("more than one Host header"), "{body}");
+}
+
+/// An address nothing listens on (bound, then closed): connections to it are refused.
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn the_gateways_own_failure_tells_an_outside_client_little_and_logs_why() {
+    let c = Control::start();
+    mesh(&c);
+    let dead = closed_port();
+    let (gw, _tmp) = gateway_to(&c, dead);
+    let (status, body) = raw(
+        &gw,
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 503, "{body}");
+    // Refused, retried, then none left: either way one of Envoy's short texts.
+    assert!(
+        body == "no healthy upstream\n"
+            || body == "upstream connect error or disconnect/reset before headers\n",
+        "{body}"
+    );
+    // The operator still learns where it failed.
+    gw.wait_for_log(&["answered an outside client", "1 refusing connections"]);
+    assert!(!body.contains(&dead.to_string()));
+}
+
+#[test]
+fn a_sidecars_failure_relayed_by_the_gateway_tells_an_outside_client_little() {
+    let c = Control::start();
+    mesh(&c);
+    // The sidecar's app is down: the sidecar answers 503 naming the app's address.
+    let app = closed_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = c.ctl(&["compile", "--identity", "mesh/m/virtualNode/app"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg = tmp.path().join("app.json");
+    std::fs::write(&cfg, out.stdout).unwrap();
+    let sidecar = Proxy::sidecar_from_file(&cfg, &app.to_string(), &["sidecar-inbound"]);
+    let inbound: SocketAddr = sidecar.addrs["sidecar-inbound"].parse().unwrap();
+    let (gw, _gw_tmp) = gateway_to(&c, inbound);
+    let (status, body) = raw(
+        &gw,
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, "no healthy upstream\n");
+    let line = gw.wait_for_log(&["relayed a mesh proxy's answer", "mesh/m/virtualNode/app"]);
+    assert!(
+        line.contains(&app.to_string()),
+        "the sidecar's reason is logged: {line}"
+    );
+    // Inside the mesh, the sidecar's own answer keeps its reason.
+    let (status, body) = raw_to(
+        &sidecar.addrs["sidecar-inbound"],
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 503);
+    assert!(body.contains(&app.to_string()), "{body}");
 }

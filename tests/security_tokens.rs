@@ -211,96 +211,135 @@ fn curl(args: &[&str]) -> (i32, u16) {
     (out.status.code().unwrap_or(-1), code)
 }
 
-#[test]
-fn a_revoked_identitys_certificate_is_refused_in_the_handshake() {
-    let c = Control::start();
-    let api = Api::new(&c);
-    for (path, body) in [
-        ("/v20190125/meshes", r#"{"meshName":"m"}"#),
-        (
-            "/v20190125/meshes/m/virtualNodes",
-            r#"{"virtualNodeName":"app","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"},
-                "tls":{"mode":"STRICT","certificate":{"sds":{"secretName":"app"}},
-                    "validation":{"trust":{"sds":{"secretName":"ca"}}}}}],
-                "serviceDiscovery":{"dns":{"hostname":"app.local"}}}}"#,
-        ),
-        (
-            "/v20190125/meshes/m/virtualNodes",
-            r#"{"virtualNodeName":"client","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
-        ),
-    ] {
-        let (s, _, b) = api.call("PUT", path, Some(body));
-        assert_eq!(s, 200, "{path}: {b}");
+/// Node `app` (a STRICT listener validating the mesh CA) with its sidecar, and node `client`
+/// enrolled only for its leaf, which the tests present by hand.
+struct StrictApp {
+    server: Proxy,
+    _client: Proxy,
+    _tmp: tempfile::TempDir,
+    port: String,
+    creds: std::path::PathBuf,
+}
+
+impl StrictApp {
+    fn start(c: &Control) -> StrictApp {
+        let api = Api::new(c);
+        for (path, body) in [
+            ("/v20190125/meshes", r#"{"meshName":"m"}"#),
+            (
+                "/v20190125/meshes/m/virtualNodes",
+                r#"{"virtualNodeName":"app","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"},
+                    "tls":{"mode":"STRICT","certificate":{"sds":{"secretName":"app"}},
+                        "validation":{"trust":{"sds":{"secretName":"ca"}}}}}],
+                    "serviceDiscovery":{"dns":{"hostname":"app.local"}}}}"#,
+            ),
+            (
+                "/v20190125/meshes/m/virtualNodes",
+                r#"{"virtualNodeName":"client","spec":{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}]}}"#,
+            ),
+        ] {
+            let (s, _, b) = api.call("PUT", path, Some(body));
+            assert_eq!(s, 200, "{path}: {b}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let app = common::spawn_upstreams(&[("app", common::Behaviour::Color)])[0];
+        let listen = format!("127.0.0.1:{}", common::free_port());
+        let sidecar = |identity: &str, dir: &str, listen: &str| {
+            let state = tmp.path().join(dir).to_string_lossy().into_owned();
+            let t = c.join_token(identity);
+            Proxy::start(
+                &[
+                    "sidecar",
+                    "--control",
+                    &c.sync,
+                    "--token",
+                    &t,
+                    "--state-dir",
+                    &state,
+                    "--identity",
+                    identity,
+                    "--app",
+                    &app.to_string(),
+                    "--listen",
+                    listen,
+                    "--egress-listen",
+                    "127.0.0.1:0",
+                    "--admin-listen",
+                    "127.0.0.1:0",
+                ],
+                &["sidecar-inbound", "admin"],
+            )
+        };
+        let server = sidecar("mesh/m/virtualNode/app", "app", &listen);
+        let client = sidecar("mesh/m/virtualNode/client", "client", "127.0.0.1:0");
+        StrictApp {
+            server,
+            _client: client,
+            creds: tmp.path().join("client"),
+            _tmp: tmp,
+            port: listen.rsplit(':').next().unwrap().to_owned(),
+        }
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_upstreams(&[("app", common::Behaviour::Color)])[0];
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let sidecar = |identity: &str, dir: &str, listen: &str| {
-        let state = tmp.path().join(dir).to_string_lossy().into_owned();
-        let t = c.join_token(identity);
-        Proxy::start(
-            &[
-                "sidecar",
-                "--control",
-                &c.sync,
-                "--token",
-                &t,
-                "--state-dir",
-                &state,
-                "--identity",
-                identity,
-                "--app",
-                &app.to_string(),
-                "--listen",
-                listen,
-                "--egress-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-            &["sidecar-inbound", "admin"],
-        )
-    };
-    let server = sidecar("mesh/m/virtualNode/app", "app", &listen);
-    // The client's leaf, from its own enrolment, used by curl.
-    let _client = sidecar("mesh/m/virtualNode/client", "client", "127.0.0.1:0");
-    let creds = tmp.path().join("client");
-    let file = |n: &str| creds.join(n).to_string_lossy().into_owned();
-    let port = listen.rsplit(':').next().unwrap().to_owned();
-    let resolve = format!("app.local:{port}:127.0.0.1");
-    let url = format!("https://app.local:{port}/");
-    let (cacert, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
-    let call = || {
+
+    fn file(&self, name: &str) -> String {
+        self.creds.join(name).to_string_lossy().into_owned()
+    }
+
+    /// One request with the client's leaf: curl's exit code and the status.
+    fn call(&self) -> (i32, u16) {
+        let (cacert, cert, key) = (
+            self.file("ca.pem"),
+            self.file("cert.pem"),
+            self.file("key.pem"),
+        );
         curl(&[
             "--resolve",
-            &resolve,
+            &format!("app.local:{}:127.0.0.1", self.port),
             "--cacert",
             &cacert,
             "--cert",
             &cert,
             "--key",
             &key,
-            &url,
+            &format!("https://app.local:{}/", self.port),
         ])
-    };
-    let start = Instant::now();
-    while call() != (0, 200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the client never got through: {:?}",
-            call()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(
-        c.ctl(&["revoke-identity", "--identity", "mesh/m/virtualNode/client"])
-            .code,
-        0
-    );
+
+    fn wait_until_the_client_gets_through(&self) {
+        let start = Instant::now();
+        while self.call() != (0, 200) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the client never got through: {:?}",
+                self.call()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stats(&self) -> String {
+        reqwest::blocking::get(self.server.url("admin", "/stats"))
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+}
+
+fn revoke_client(c: &Control) {
+    let out = c.ctl(&["revoke-identity", "--identity", "mesh/m/virtualNode/client"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn a_revoked_identitys_certificate_is_refused_in_the_handshake() {
+    let c = Control::start();
+    let app = StrictApp::start(&c);
+    app.wait_until_the_client_gets_through();
+    revoke_client(&c);
     // Its leaf has hours left; the server refuses it from its next config on.
     let start = Instant::now();
     loop {
-        let (code, status) = call();
+        let (code, status) = app.call();
         if code != 0 && status == 0 {
             break;
         }
@@ -310,9 +349,87 @@ fn a_revoked_identitys_certificate_is_refused_in_the_handshake() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let stats = reqwest::blocking::get(server.url("admin", "/stats"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let stats = app.stats();
     assert!(stats.contains("reason=\"revoked\""), "{stats}");
+}
+
+/// A TLS connection to the app's listener with the client's leaf, kept open.
+fn open_connection(
+    app: &StrictApp,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(app.file("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(app.file("cert.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(app.file("key.pem")).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("app.local").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(format!("127.0.0.1:{}", app.port)).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn a_revoked_identitys_open_connection_is_closed() {
+    use std::io::{Read, Write};
+    let c = Control::start();
+    let app = StrictApp::start(&c);
+    app.wait_until_the_client_gets_through();
+    let mut tls = open_connection(&app);
+    // One keep-alive exchange proves the connection is up and stays open.
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: app.local\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let length: usize = String::from_utf8_lossy(&head)
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a content-length");
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body).unwrap();
+
+    revoke_client(&c);
+    // The server closes it, with no request from the client: the next read ends.
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    match tls.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+            "the revoked client's connection stayed open for 20 s"
+        ),
+    }
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    let stats = app.stats();
+    assert!(
+        stats.contains("appliance_revoked_connections_closed_total 1"),
+        "{stats}"
+    );
 }

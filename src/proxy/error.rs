@@ -105,9 +105,32 @@ impl ProxyError {
         }
     }
 
-    pub fn into_response(self, proxy: &str) -> Response<Body> {
+    /// What a client outside the mesh is told (a gateway's clients): the failure's kind in
+    /// Envoy's words, never a cluster, endpoint address or mesh-internal name. The reason
+    /// itself goes to the gateway's log. A client's own mistake is echoed back whole.
+    pub fn public_text(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            ProxyError::NoRoute(_) | ProxyError::BadRequest(_) => self.to_string().into(),
+            ProxyError::Upstream { .. } | ProxyError::UpstreamTls { .. } => {
+                "upstream connect error or disconnect/reset before headers".into()
+            }
+            ProxyError::Overflow { .. } => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+                    .into()
+            }
+            other => public_text(other.status()).into(),
+        }
+    }
+
+    /// The response for a client of `audience`; `proxy` names this proxy in
+    /// `x-appliance-proxy`.
+    pub fn into_response(self, proxy: &str, audience: Audience) -> Response<Body> {
         let overloaded = matches!(self, ProxyError::Overflow { .. });
-        let mut resp = Response::new(full(format!("{self}\n")));
+        let text = match audience {
+            Audience::Mesh => self.to_string(),
+            Audience::Outside => self.public_text().into_owned(),
+        };
+        let mut resp = Response::new(full(format!("{text}\n")));
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
         // Envoy's marker of a circuit breaker's 503, which clients may already look for.
@@ -180,7 +203,7 @@ impl ProxyError {
     }
 
     /// A trailers-only gRPC answer: HTTP 200 with `grpc-status` and `grpc-message`.
-    pub fn into_grpc_response(self, proxy: &str) -> Response<Body> {
+    pub fn into_grpc_response(self, proxy: &str, audience: Audience) -> Response<Body> {
         let mut resp = Response::new(full(""));
         let headers = resp.headers_mut();
         headers.insert(
@@ -191,11 +214,13 @@ impl ProxyError {
             "grpc-status",
             http::HeaderValue::from(u16::from(self.grpc_status())),
         );
-        let message = percent_encoding::utf8_percent_encode(
-            &self.to_string(),
-            percent_encoding::NON_ALPHANUMERIC,
-        )
-        .to_string();
+        let text = match audience {
+            Audience::Mesh => self.to_string(),
+            Audience::Outside => self.public_text().into_owned(),
+        };
+        let message =
+            percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
         if let Ok(v) = http::HeaderValue::from_str(&message) {
             headers.insert("grpc-message", v);
         }
@@ -203,6 +228,28 @@ impl ProxyError {
             headers.insert("x-appliance-proxy", v);
         }
         resp
+    }
+}
+
+/// Who a proxy's own answer is for: a proxy or app of the mesh, which gets the whole
+/// reason, or a client outside it (at a gateway), which gets a short text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Mesh,
+    Outside,
+}
+
+/// The short text an outside client gets for a proxy's answer with `status`, in the words
+/// Envoy uses for its own local replies.
+pub fn public_text(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => "no healthy upstream",
+        StatusCode::BAD_GATEWAY => "upstream protocol error",
+        StatusCode::GATEWAY_TIMEOUT => "upstream request timeout",
+        StatusCode::REQUEST_TIMEOUT => "stream timeout",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "no route",
+        other => other.canonical_reason().unwrap_or("error"),
     }
 }
 

@@ -118,6 +118,8 @@ pub struct Runtime {
     limits: std::sync::OnceLock<ListenerLimits>,
     /// Gateway listener port -> passes its own `healthCheck`, for `/ready`.
     listener_health: std::sync::Mutex<std::collections::BTreeMap<u16, bool>>,
+    /// A gateway's log of the reasons it keeps from outside clients.
+    edge_log: edge::EdgeLog,
 }
 
 impl Runtime {
@@ -140,6 +142,7 @@ impl Runtime {
             shutdown,
             limits: std::sync::OnceLock::new(),
             listener_health: Default::default(),
+            edge_log: edge::EdgeLog::default(),
         }))
     }
 
@@ -147,6 +150,17 @@ impl Runtime {
     /// call is ignored (the limits are fixed for the process's life).
     pub fn set_limits(&self, limits: ListenerLimits) {
         let _ = self.limits.set(limits);
+    }
+
+    /// Resolves when the control plane revokes `peer`, after logging and counting the
+    /// connection it closes.
+    pub(crate) fn revocation(&self, peer: String) -> impl std::future::Future<Output = ()> {
+        let (revoked, stats) = (self.tls.revoked.clone(), self.stats.clone());
+        async move {
+            revoked.until_revoked(peer.clone()).await;
+            stats.revoked_connections_closed.inc();
+            tracing::info!(%peer, "closing a connection: the peer's identity was revoked");
+        }
     }
 
     pub(crate) fn limits(&self) -> ListenerLimits {
@@ -359,9 +373,7 @@ fn build_state(
         inbound_pools.insert(l.port, built);
     }
     // Last, so a config refused above changes nothing.
-    tls_store
-        .revoked
-        .store(Arc::new(config.revoked_peers.iter().cloned().collect()));
+    tls_store.revoked.replace(&config.revoked_peers);
     Ok(State {
         retries: stats.retries.clone(),
         inbound_pools,

@@ -14,7 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{Body, ProxyError};
+use super::error::{Audience, Body, ProxyError};
 use super::forward::{boxed, finish, forward, strip_hop_by_hop};
 use super::pool::Limiter;
 use super::route_table::{RequestView, Route};
@@ -121,6 +121,7 @@ pub(super) async fn serve_live(
                     None => return,
                 },
             };
+            let revocation = io.peer().map(|id| rt.revocation(id));
             let conn = Conn {
                 secure: matches!(io, Downstream::Tls(_)),
                 peer,
@@ -135,7 +136,15 @@ pub(super) async fn serve_live(
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
             gauge.inc();
-            let _ = watcher.watch(conn).await;
+            match revocation {
+                None => drop(watcher.watch(conn).await),
+                // A revoked peer's connection is cut, requests in flight and all: the
+                // revocation is a security decision, not a drain.
+                Some(revoked) => tokio::select! {
+                    _ = watcher.watch(conn) => {}
+                    () = revoked => {}
+                },
+            }
             gauge.dec();
         });
     }
@@ -294,10 +303,24 @@ async fn handle(
             Mode::Inbound { app, port } => inbound(app, *port, &state, &rt, req).await,
         },
     };
+    let audience = match mode {
+        Mode::Gateway { .. } => Audience::Outside,
+        _ => Audience::Mesh,
+    };
     let (resp, flags) = match result {
+        // A mesh proxy's own answer, relayed to an outside client: its reason stays inside.
+        Ok(resp) if audience == Audience::Outside => {
+            (super::edge::to_outside(resp, &rt).await, "-")
+        }
         Ok(resp) => (resp, "-"),
         Err(e) => {
-            tracing::debug!(proxy = %rt.identity, error = %e, "request failed in the proxy");
+            match audience {
+                // The client is told little, so the reason must reach the operator.
+                Audience::Outside => rt.edge_log.failed(&rt.identity, &e),
+                Audience::Mesh => {
+                    tracing::debug!(proxy = %rt.identity, error = %e, "request failed in the proxy");
+                }
+            }
             let reason = e.reason_label();
             rt.stats
                 .local_errors
@@ -308,9 +331,9 @@ async fn handle(
             let flags = e.response_flags();
             (
                 if grpc {
-                    e.into_grpc_response(&rt.identity)
+                    e.into_grpc_response(&rt.identity, audience)
                 } else {
-                    e.into_response(&rt.identity)
+                    e.into_response(&rt.identity, audience)
                 },
                 flags,
             )

@@ -107,6 +107,8 @@ pub struct Stats {
     pub outlier_ejections: Family<ClusterLabels, Counter>,
     /// Endpoints out of rotation by outlier detection now (Envoy's `ejections_active`).
     pub outlier_ejected: Family<ClusterLabels, Gauge>,
+    /// Open connections closed because their peer's identity was revoked after they opened.
+    pub revoked_connections_closed: Counter,
 }
 
 impl Stats {
@@ -218,6 +220,12 @@ impl Stats {
             "Endpoints out of rotation by outlier detection now",
             outlier_ejected.clone(),
         );
+        let revoked_connections_closed = Counter::default();
+        registry.register(
+            "revoked_connections_closed",
+            "Open connections closed because the control plane revoked their peer's identity",
+            revoked_connections_closed.clone(),
+        );
         let tcp_connections = Family::<ClusterLabels, Counter>::default();
         let tcp_active = Family::<ClusterLabels, Gauge>::default();
         let tcp_bytes = Family::<TcpBytesLabels, Counter>::default();
@@ -237,6 +245,7 @@ impl Stats {
             tcp_bytes.clone(),
         );
         Stats {
+            revoked_connections_closed,
             tcp_connections,
             tcp_active,
             tcp_bytes,

@@ -119,6 +119,8 @@ async fn inbound(
             ProxyError::BadRequest("TLS handshake refused on a tcp listener".into())
         })?,
     };
+    // A client whose identity is revoked later is cut off then (Runtime::revocation).
+    let revoked = down.peer().map(|id| rt.revocation(id));
     let up = connect(app).await.map_err(|reason| ProxyError::Upstream {
         cluster: "local app".into(),
         endpoint: app.to_owned(),
@@ -135,6 +137,12 @@ async fn inbound(
         up,
         super::timeout::limit(idle),
         &Counters::new(&rt.stats, &label),
+        async move {
+            match revoked {
+                Some(r) => r.await,
+                None => std::future::pending().await,
+            }
+        },
     )
     .await;
     Ok(Spliced {
@@ -171,7 +179,7 @@ async fn egress(
                 let counters = Counters::new(&rt.stats, &cluster.name);
                 let idle = super::timeout::limit(route.idle_timeout_ms);
                 let (received, sent) = match &cluster.tls {
-                    None => splice(tcp, up, idle, &counters).await,
+                    None => splice(tcp, up, idle, &counters, std::future::pending()).await,
                     // A TLS failure is not retried elsewhere: every endpoint of the cluster
                     // shares its TLS settings, so it would fail the same way.
                     Some(tls) => {
@@ -182,7 +190,7 @@ async fn egress(
                                 reason: e.reason,
                             }
                         })?;
-                        splice(tcp, up, idle, &counters).await
+                        splice(tcp, up, idle, &counters, std::future::pending()).await
                     }
                 };
                 return Ok(Spliced {
@@ -292,12 +300,20 @@ impl Counters {
 /// Copies both ways until both sides have closed, either fails, or nothing moved for `idle`
 /// (none: `timeout.idle` 0, which App Mesh defines as no idle timeout).
 /// A side's EOF is passed on as a half-close, so request/response protocols that close their
-/// sending side first still get their answer. Returns the bytes from and to the client.
-async fn splice<D, U>(down: D, up: U, idle: Option<Duration>, counters: &Counters) -> (u64, u64)
+/// sending side first still get their answer. `cut` resolving closes both sides at once
+/// (the client's identity was revoked). Returns the bytes from and to the client.
+async fn splice<D, U>(
+    down: D,
+    up: U,
+    idle: Option<Duration>,
+    counters: &Counters,
+    cut: impl std::future::Future<Output = ()>,
+) -> (u64, u64)
 where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    tokio::pin!(cut);
     counters.active.inc();
     let (mut down_r, mut down_w) = tokio::io::split(down);
     let (mut up_r, mut up_w) = tokio::io::split(up);
@@ -346,6 +362,7 @@ where
                 }
                 Err(_) => break,
             },
+            () = &mut cut => break,
             _ = &mut timer, if idle.is_some() => {
                 tracing::debug!(idle_ms = gap.as_millis(), "tcp connection idle; closing it");
                 let _ = down_w.shutdown().await;

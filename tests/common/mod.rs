@@ -516,6 +516,8 @@ pub struct Proxy {
     pub child: Child,
     /// role -> address, for every `listening on` line seen at start.
     pub addrs: std::collections::HashMap<String, String>,
+    /// What it logged so far (the first 20,000 lines).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Proxy {
@@ -540,9 +542,9 @@ impl Proxy {
                     eprintln!("[proxy] {line}");
                 }
                 {
-                    // The start of the log, for the failure message of a proxy that exits early.
+                    // For the failure message of a proxy that exits early, and `wait_for_log`.
                     let mut kept = kept.lock().unwrap();
-                    if kept.len() < 200 {
+                    if kept.len() < 20_000 {
                         kept.push(line.clone());
                     }
                 }
@@ -573,12 +575,68 @@ impl Proxy {
                         "`appliance {}` did not report its listeners {roles:?} ({e}); {status}; \
                          it logged:\n{}",
                         args.join(" "),
-                        seen.lock().unwrap().join("\n")
+                        seen.lock()
+                            .unwrap()
+                            .iter()
+                            .take(200)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     );
                 }
             }
         }
-        Proxy { child, addrs }
+        Proxy {
+            child,
+            addrs,
+            log: seen,
+        }
+    }
+
+    /// The first line of the proxy's log containing every one of `needles`, waited for up
+    /// to 10 s.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no log line with {needles:?} in:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A sidecar run from the compiled config file `config`, in front of `app`, every
+    /// listener on a port of its own choosing; waits for `roles` (of `sidecar-inbound`,
+    /// `sidecar-egress`, `admin`).
+    pub fn sidecar_from_file(config: &Path, app: &str, roles: &[&str]) -> Proxy {
+        Proxy::start(
+            &[
+                "sidecar",
+                "--config",
+                config.to_str().expect("a UTF-8 path"),
+                "--app",
+                app,
+                "--listen",
+                "127.0.0.1:0",
+                "--egress-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            roles,
+        )
     }
 
     pub fn url(&self, role: &str, path: &str) -> String {

@@ -194,6 +194,17 @@ impl ListenerTls {
 
 // === impl Downstream ===
 
+impl Downstream {
+    /// The mesh identity of a TLS client that sent a certificate naming one: what a later
+    /// revocation closes this connection for.
+    pub fn peer(&self) -> Option<String> {
+        match self {
+            Downstream::Plain(_) => None,
+            Downstream::Tls(s) => super::Revocations::identity(s.get_ref().1.peer_certificates()),
+        }
+    }
+}
+
 /// A client connection, in plain text or TLS, as one type for the HTTP server.
 pub(crate) enum Downstream {
     Plain(TcpStream),

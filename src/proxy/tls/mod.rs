@@ -6,6 +6,7 @@
 
 mod connector;
 mod listener;
+mod revoked;
 mod verify;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use connector::UpstreamTls;
 pub use connector::{Connector, UpstreamTlsError};
 pub(crate) use listener::{Downstream, ListenerTls};
+pub(crate) use revoked::Revocations;
 
 use crate::compile::{CertificateSource, TrustSource};
 
@@ -128,8 +130,9 @@ pub(crate) struct TlsStore {
     own_trust: Arc<TrustSlot>,
     own_expiry: Mutex<Option<SystemTime>>,
     files: Mutex<Files>,
-    /// The config's revoked peers, read by every verifier on every handshake.
-    pub(crate) revoked: Arc<arc_swap::ArcSwap<std::collections::HashSet<String>>>,
+    /// The config's revoked peers, read by every verifier on every handshake and watched by
+    /// open connections.
+    pub(crate) revoked: Arc<Revocations>,
 }
 
 /// A file certificate's slot and the (chain, key) modification times it was loaded at.

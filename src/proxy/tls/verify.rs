@@ -98,21 +98,14 @@ pub(super) struct PeerVerifier {
     pub expected: Option<PeerName>,
     /// Identities (`mesh/M/virtualNode/N`) whose certificates are refused: revoked by the
     /// control plane, their leaves not expired yet.
-    pub revoked: Arc<arc_swap::ArcSwap<std::collections::HashSet<String>>>,
+    pub revoked: Arc<super::revoked::Revocations>,
     pub provider: Arc<CryptoProvider>,
 }
 
 impl PeerVerifier {
     fn check_sans(&self, end_entity: &CertificateDer<'_>) -> Result<(), Error> {
         let names = peer_names(end_entity);
-        let revoked = self.revoked.load();
-        if !revoked.is_empty()
-            && names.iter().any(|n| {
-                n.strip_prefix("spiffe://")
-                    .and_then(|rest| rest.split_once('/'))
-                    .is_some_and(|(_, path)| revoked.contains(path))
-            })
-        {
+        if self.revoked.names_revoked(&names) {
             return Err(Error::InvalidCertificate(CertificateError::Revoked));
         }
         let ok = match (&self.sans[..], &self.expected) {
