@@ -487,3 +487,140 @@ fn a_second_demo_on_the_same_directory_keeps_the_ca_and_serves_again() {
     assert!(["white", "blue"].contains(&body.trim()), "{body}");
     interrupt(second);
 }
+
+/// A new root under load: every proxy of the demo (enrolled over QUIC) renews onto it while
+/// the old root is still trusted, so no hop of the mesh fails a request. The outside
+/// clients accept any server certificate: giving them the new bundle is the operator's step
+/// (the bundle holds both roots until the old one's leaves are gone), not what is tested.
+#[test]
+fn a_root_rotation_under_load_renews_every_proxy_and_fails_no_request() {
+    let demo = start_demo();
+    let url = format!("{}/color1/tell", demo.gateway);
+    let port: u16 = demo.gateway.rsplit(':').next().unwrap().parse().unwrap();
+    let client = move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .danger_accept_invalid_certs(true)
+            .resolve("localhost", ([127, 0, 0, 1], port).into())
+            .build()
+            .unwrap()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let (stop, url, client) = (stop.clone(), url.clone(), client.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                let mut http = client();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if i == 1 {
+                        http = client(); // a new handshake every request
+                    }
+                    match http.get(&url).send() {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => {
+                            failed.push(format!("{} {}", r.status(), r.text().unwrap_or_default()))
+                        }
+                        Err(e) => failed.push(format!("{e:?}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .args(args)
+            .args([
+                "--endpoint-url",
+                demo.admin.trim_end_matches('/'),
+                "--data-dir",
+            ])
+            .arg(demo.credentials.parent().unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let leaves = || -> std::collections::BTreeMap<String, String> {
+        let v: serde_json::Value = serde_json::from_str(&ctl(&["list-proxies"])).unwrap();
+        v["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let id = p["identity"].as_str().unwrap_or_default().to_owned();
+                (
+                    id,
+                    p["certificateExpiresAt"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+    let before = leaves();
+    assert_eq!(before.len(), 5, "four sidecars and the gateway: {before:?}");
+    let bundle_before = ctl(&["get-ca-bundle"]);
+    // Leaf expiries are whole seconds: a renewal right away would look unchanged.
+    std::thread::sleep(Duration::from_secs(3));
+    ctl(&["rotate-certificate-authority", "--root"]);
+    let renewed = wait_until(Duration::from_secs(60), || {
+        let now = leaves();
+        now.len() == 5
+            && now
+                .iter()
+                .all(|(id, at)| before.get(id).is_some_and(|b| b != at))
+    });
+    // Traffic on the new leaves for a while, old connections and new ones.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for w in workers {
+        let (o, f) = w.join().unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    eprintln!(
+        "root rotation under load: {ok} requests ok, {} failed",
+        failed.len()
+    );
+    assert!(
+        renewed,
+        "not every proxy renewed onto the new root: {before:?} -> {:?}",
+        leaves()
+    );
+    // The bundle now holds the new root beside the old, and the gateway's new leaf chains
+    // to it.
+    let bundle = ctl(&["get-ca-bundle"]);
+    let certs = |pem: &str| -> Vec<String> {
+        pem.split_inclusive("-----END CERTIFICATE-----")
+            .map(|c| c.trim().to_owned())
+            .filter(|c| c.starts_with("-----BEGIN"))
+            .collect()
+    };
+    let (old, new) = (certs(&bundle_before), certs(&bundle));
+    assert!(
+        old.iter().all(|c| new.contains(c)) && new.len() > old.len(),
+        "the old trust stays and a new root joins it: {} -> {} certificates",
+        old.len(),
+        new.len()
+    );
+    let fresh = demo.dir.join("bundle-after-rotation.pem");
+    std::fs::write(&fresh, &bundle).unwrap();
+    let body = curl(&fresh, &url);
+    assert!(["white", "blue"].contains(&body.trim()), "{body}");
+    assert!(ok > 100, "{ok}");
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
