@@ -24,6 +24,8 @@ struct Demo {
     bundle: PathBuf,
     admin: String,
     credentials: PathBuf,
+    /// The admin page's user and password, as printed.
+    admin_login: (String, String),
     pids: Vec<(String, u32)>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -107,6 +109,10 @@ fn start_demo_in(dir: &Path, logs: &Path, extra: &[&str]) -> Demo {
         bundle: PathBuf::from(field(&lines, "CA bundle")),
         admin: field(&lines, "admin page"),
         credentials: PathBuf::from(field(&lines, "credentials")),
+        admin_login: field(&lines, "admin login")
+            .split_once(" / ")
+            .map(|(u, p)| (u.to_owned(), p.to_owned()))
+            .expect("admin login is `USER / PASSWORD`"),
         child,
         dir,
         pids,
@@ -623,4 +629,61 @@ fn a_root_rotation_under_load_renews_every_proxy_and_fails_no_request() {
         failed.len(),
         failed.first()
     );
+}
+
+/// The admin page's live view on real proxies: the demo's five proxies, enrolled over QUIC,
+/// report their stats to the control plane while traffic flows through the gateway, and
+/// the page (headless Chromium, tests/browser/live.mjs) turns them into rates and colours.
+#[test]
+fn the_admin_pages_live_view_shows_the_demos_real_proxies() {
+    let demo = start_demo();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, bundle, gateway) = (stop.clone(), demo.bundle.clone(), demo.gateway.clone());
+        std::thread::spawn(move || {
+            let client = https(&bundle, &gateway);
+            let mut ok = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if client
+                    .get(format!("{gateway}/color1/tell"))
+                    .send()
+                    .is_ok_and(|r| r.status() == 200)
+                {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok
+        })
+    };
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").exists(),
+        "tests/browser/node_modules is missing: run `npm ci` in tests/browser (as .ci/run does)"
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let out = Command::new("node")
+        .arg(browser.join("live.mjs"))
+        .arg(demo.admin.trim_end_matches('/'))
+        .arg(&demo.admin_login.0)
+        .arg(&demo.admin_login.1)
+        .arg(&shots)
+        .output()
+        .expect("node runs (install nodejs, as .ci/run does)");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ok = load.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed after {ok} requests:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "PASS real proxies' stats become rates on the edges",
+        "PASS connected, healthy proxies colour their boxes green",
+        "PASS the proxies view lists the five enrolled proxies",
+        "ALL PASSED",
+    ] {
+        assert!(stdout.contains(step), "missing `{step}` in:\n{stdout}");
+    }
 }

@@ -110,9 +110,10 @@ try {
     await shot('04-topology', true);
   });
 
-  // GET /appliance/v1/proxies is not on this branch yet (the page treats its 404 as "no
-  // proxies"). Here the browser is served that endpoint's documented shape, with counters
-  // that grow on every poll, to check the page turns them into rates and colours.
+  // States real proxies seldom show on cue (an unhealthy app, a nacked config, errors on
+  // half the requests): the browser is served /appliance/v1/proxies's shape with counters
+  // that grow on every poll. The same view on the demo's real proxies is
+  // tests/browser/live.mjs, run by tests/demo.rs.
   await check('proxy stats become live rates and health colours', async () => {
     let polls = 0;
     const at = new Date().toISOString();
@@ -213,7 +214,7 @@ try {
     await shot('10-proxies');
     await page.unroute('**/appliance/v1/proxies');
     await page.reload();
-    await page.locator('#no-proxies').waitFor(); // the real endpoint: 404 here, so none
+    await page.locator('#no-proxies').waitFor(); // the real endpoint: no proxy is connected
   });
 
   await check('the CA view shows the bundle and rotates the intermediate', async () => {
