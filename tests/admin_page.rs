@@ -32,7 +32,7 @@ fn fixture(file: &str, vars: &[(&str, &str)], name_field: &str, name: &str) -> V
     body
 }
 
-/// The walkthrough's ColorApp mesh from tests/fixtures/walkthrough, with a plain-HTTP
+/// The walkthrough's ColorApp mesh from demo/walkthrough, with a plain-HTTP
 /// gateway listener (the fixture's needs an ACM certificate; TLS is not under test here).
 fn walkthrough(api: &Api) {
     let m = "/v20190125/meshes";

@@ -237,7 +237,7 @@ pub fn run_cli(program: &Path, args: &[String], control: &Control) -> Out {
 /// `$NAME` becomes a JSON string.
 pub fn render(file: &str, vars: &[(&str, &str)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/walkthrough")
+        .join("demo/walkthrough")
         .join(file);
     let mut text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -256,7 +256,7 @@ pub fn render(file: &str, vars: &[(&str, &str)]) -> String {
 
 pub fn fixture_path(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/walkthrough")
+        .join("demo/walkthrough")
         .join(file)
 }
 

@@ -120,7 +120,7 @@ fn other_kinds_require_a_spec() {
 
 #[test]
 fn client_policy_tls_enforce_defaults_to_true() {
-    let (_, _, _, _, template) = WALKTHROUGH[18];
+    let template = walkthrough_template("colorgateway-vg-backendDefaults.json");
     let spec = Spec::parse(
         ResourceKind::VirtualGateway,
         Some(&walkthrough_spec(template)),
@@ -165,7 +165,7 @@ fn route_references_its_target_nodes_once_each() {
 
 #[test]
 fn virtual_service_references_its_provider() {
-    let (_, _, _, _, template) = WALKTHROUGH[9];
+    let template = walkthrough_template("colorteller-vs-1.json");
     let spec = Spec::parse(
         ResourceKind::VirtualService,
         Some(&walkthrough_spec(template)),
@@ -179,7 +179,7 @@ fn virtual_service_references_its_provider() {
 
 #[test]
 fn gateway_route_references_its_target_service() {
-    let (_, _, _, _, template) = WALKTHROUGH[12];
+    let template = walkthrough_template("colorgateway-route-1.json");
     let spec = Spec::parse(
         ResourceKind::GatewayRoute,
         Some(&walkthrough_spec(template)),
@@ -203,7 +203,7 @@ fn virtual_node_backends_are_not_references() {
 
 #[test]
 fn acm_arns_are_listed_with_their_paths() {
-    let (_, _, _, _, template) = WALKTHROUGH[18];
+    let template = walkthrough_template("colorgateway-vg-backendDefaults.json");
     let spec = Spec::parse(
         ResourceKind::VirtualGateway,
         Some(&walkthrough_spec(template)),
@@ -465,525 +465,150 @@ pub(crate) fn kitchen_sinks() -> Vec<(ResourceKind, Value)> {
 }
 
 // --- the walkthrough ---
-/// The walkthrough's `mesh/*.json` jq templates (verbatim text): file, operation, the
-/// create body's name member, and the resource kind.
+/// The text of one walkthrough file, by name.
+fn walkthrough_template(file: &str) -> &'static str {
+    WALKTHROUGH
+        .iter()
+        .find(|w| w.0 == file)
+        .map(|w| w.4)
+        .unwrap_or_else(|| panic!("no walkthrough file {file}"))
+}
+
+/// The walkthrough's `mesh/*.json` jq templates, the files in `demo/walkthrough/` (the one
+/// copy in the repo): file, operation, the create body's name member, the resource kind
+/// and the text.
 pub(crate) const WALKTHROUGH: [(&str, &str, Option<&str>, ResourceKind, &str); 19] = [
     (
         "mesh.json",
         "CreateMesh",
         Some("meshName"),
         ResourceKind::Mesh,
-        r#"{
-"spec": {}
-}"#,
+        include_str!("../../../demo/walkthrough/mesh.json"),
     ),
     (
         "colorteller-white-vn.json",
         "CreateVirtualNode",
         Some("virtualNodeName"),
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-white-vn.json"),
     ),
     (
         "colorteller-blue-vn.json",
         "CreateVirtualNode",
         Some("virtualNodeName"),
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-blue-vn.json"),
     ),
     (
         "colorteller-black-vn.json",
         "CreateVirtualNode",
         Some("virtualNodeName"),
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-black-vn.json"),
     ),
     (
         "colorteller-red-vn.json",
         "CreateVirtualNode",
         Some("virtualNodeName"),
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-red-vn.json"),
     ),
     (
         "colorteller-vr-1.json",
         "CreateVirtualRouter",
         Some("virtualRouterName"),
         ResourceKind::VirtualRouter,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            }
-         }
-      ]
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-vr-1.json"),
     ),
     (
         "colorteller-vr-2.json",
         "CreateVirtualRouter",
         Some("virtualRouterName"),
         ResourceKind::VirtualRouter,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            }
-         }
-      ]
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-vr-2.json"),
     ),
     (
         "colorteller-route-1.json",
         "CreateRoute",
         Some("routeName"),
         ResourceKind::Route,
-        r#"{
-"spec": {
-    "httpRoute": {
-        "action": {
-            "weightedTargets": [
-                {
-                    "virtualNode": "colorteller-white-vn",
-                    "weight": 1
-                },
-                {
-                    "virtualNode": "colorteller-blue-vn",
-                    "weight": 1
-                }
-            ]
-        },
-        "match": {
-            "prefix": "/tell"
-        }
-    }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-route-1.json"),
     ),
     (
         "colorteller-route-2.json",
         "CreateRoute",
         Some("routeName"),
         ResourceKind::Route,
-        r#"{
-"spec": {
-    "httpRoute": {
-        "action": {
-            "weightedTargets": [
-                {
-                    "virtualNode": "colorteller-black-vn",
-                    "weight": 1
-                },
-                {
-                    "virtualNode": "colorteller-red-vn",
-                    "weight": 1
-                }
-            ]
-        },
-        "match": {
-            "prefix": "/tell"
-        }
-    }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-route-2.json"),
     ),
     (
         "colorteller-vs-1.json",
         "CreateVirtualService",
         Some("virtualServiceName"),
         ResourceKind::VirtualService,
-        r#"{
-"spec": {
-      "provider": {
-         "virtualRouter": {
-            "virtualRouterName": "colorteller-vr-1"
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-vs-1.json"),
     ),
     (
         "colorteller-vs-2.json",
         "CreateVirtualService",
         Some("virtualServiceName"),
         ResourceKind::VirtualService,
-        r#"{
-"spec": {
-      "provider": {
-         "virtualRouter": {
-            "virtualRouterName": "colorteller-vr-2"
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-vs-2.json"),
     ),
     (
         "colorgateway-vg.json",
         "CreateVirtualGateway",
         Some("virtualGatewayName"),
         ResourceKind::VirtualGateway,
-        r#"{
-"spec": {
-  "listeners": [
-    {
-      "portMapping": {
-        "port": 9080,
-        "protocol": "http"
-      },
-      "tls": {
-          "mode": "STRICT",
-          "certificate": {
-              "acm": {
-                  "certificateArn": $CERTIFICATE_ARN
-              }
-          }
-      }
-    }
-  ]
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorgateway-vg.json"),
     ),
     (
         "colorgateway-route-1.json",
         "CreateGatewayRoute",
         Some("gatewayRouteName"),
         ResourceKind::GatewayRoute,
-        r#"{
-"spec": {
-    "httpRoute" : {
-        "match" : {
-            "prefix" : "/color1"
-        },
-        "action" : {
-            "target" : {
-                "virtualService": {
-                    "virtualServiceName": $VIRTUALSERVICE_NAME
-                }
-            }
-        }
-    }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorgateway-route-1.json"),
     ),
     (
         "colorgateway-route-2.json",
         "CreateGatewayRoute",
         Some("gatewayRouteName"),
         ResourceKind::GatewayRoute,
-        r#"{
-"spec": {
-    "httpRoute" : {
-        "match" : {
-            "prefix" : "/color2"
-        },
-        "action" : {
-            "target" : {
-                "virtualService": {
-                    "virtualServiceName": $VIRTUALSERVICE_NAME
-                }
-            }
-        }
-    }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorgateway-route-2.json"),
     ),
     (
         "colorteller-white-vn-tls.json",
         "UpdateVirtualNode",
         None,
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            },
-            "tls": {
-                "mode": "STRICT",
-                "certificate": {
-                    "acm": {
-                        "certificateArn": $CERTIFICATE_ARN
-                    }
-                }
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-white-vn-tls.json"),
     ),
     (
         "colorteller-blue-vn-tls.json",
         "UpdateVirtualNode",
         None,
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            },
-            "tls": {
-                "mode": "STRICT",
-                "certificate": {
-                    "acm": {
-                        "certificateArn": $CERTIFICATE_ARN
-                    }
-                }
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-blue-vn-tls.json"),
     ),
     (
         "colorteller-black-vn-tls.json",
         "UpdateVirtualNode",
         None,
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            },
-            "tls": {
-                "mode": "STRICT",
-                "certificate": {
-                    "acm": {
-                        "certificateArn": $CERTIFICATE_ARN
-                    }
-                }
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-black-vn-tls.json"),
     ),
     (
         "colorteller-red-vn-tls.json",
         "UpdateVirtualNode",
         None,
         ResourceKind::VirtualNode,
-        r#"{
-"spec": {
-      "listeners": [
-         {
-            "healthCheck": {
-               "healthyThreshold": 2,
-               "intervalMillis": 5000,
-               "path": "/ping",
-               "protocol": "http",
-               "timeoutMillis": 2000,
-               "unhealthyThreshold": 2
-            },
-            "portMapping": {
-               "port": 9080,
-               "protocol": "http"
-            },
-            "tls": {
-                "mode": "STRICT",
-                "certificate": {
-                    "acm": {
-                        "certificateArn": $CERTIFICATE_ARN
-                    }
-                }
-            }
-         }
-      ],
-      "serviceDiscovery": {
-         "dns": {
-            "hostname": $DNS_HOSTNAME
-         }
-      }
-}
-}"#,
+        include_str!("../../../demo/walkthrough/colorteller-red-vn-tls.json"),
     ),
     (
         "colorgateway-vg-backendDefaults.json",
         "UpdateVirtualGateway",
         None,
         ResourceKind::VirtualGateway,
-        r#"{
-	"spec": {
-		"listeners": [{
-			"portMapping": {
-				"port": 9080,
-				"protocol": "http"
-			},
-			"tls": {
-				"mode": "STRICT",
-				"certificate": {
-					"acm": {
-						"certificateArn": $CERTIFICATE_ARN
-					}
-				}
-			}
-		}],
-		"backendDefaults": {
-			"clientPolicy": {
-				"tls": {
-					"validation": {
-						"trust": {
-							"acm": {
-								"certificateAuthorityArns": [
-									$ROOT_CA_ARN
-								]
-							}
-						}
-					}
-				}
-			}
-		}
-	}
-}"#,
+        include_str!("../../../demo/walkthrough/colorgateway-vg-backendDefaults.json"),
     ),
 ];
