@@ -434,6 +434,10 @@ fn an_intercepted_app_reaches_its_backends_by_name_and_drop_all_refuses_the_rest
         body.starts_with("port 8080") && body.contains("host web.mesh.local:8080"),
         "{body}"
     );
+    assert!(
+        metric(&net, "appliance_responses_total") >= 1.0,
+        "the web request went through the mesh"
+    );
     assert_eq!(
         app_tcp(&net, "db.mesh.local", 5432),
         "port 5432\nping\n",
