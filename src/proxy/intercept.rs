@@ -153,6 +153,11 @@ impl InterceptConfig {
                 }
             })
             .collect();
+        // App Mesh's IPv6 rules (ip6tables) are not built: refused rather than leaving the
+        // app's IPv6 traffic unredirected while it believes it is meshed.
+        if var("APPMESH_ENABLE_IPV6").is_some_and(|v| v != "0") {
+            bad.push("APPMESH_ENABLE_IPV6: IPv6 interception is not supported (IPv4 rules only); unset it or set it to 0".into());
+        }
         if app_ports.contains(&ingress_port) || app_ports.contains(&egress_port) {
             bad.push(format!("APPMESH_APP_PORTS must not contain the proxy's own ports {ingress_port} and {egress_port}"));
         }

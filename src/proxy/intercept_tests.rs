@@ -134,6 +134,15 @@ fn without_a_proxy_user_interception_is_refused() {
 }
 
 #[test]
+fn ipv6_interception_is_refused_as_not_supported() {
+    let err = config(&[("APPMESH_ENABLE_IPV6", "1")], Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("IPv6 interception is not supported"), "{err}");
+    assert!(config(&[("APPMESH_ENABLE_IPV6", "0")], Some(0)).is_ok());
+}
+
+#[test]
 fn app_ports_may_not_include_the_proxys_ports() {
     let err = config(
         &[("APPMESH_IGNORE_UID", "1"), ("APPMESH_APP_PORTS", "15001")],
