@@ -171,10 +171,18 @@ threading.Event().wait()
 "#;
 
 /// A raw TCP client: connects to HOST PORT by name, sends `ping\n`, half-closes, prints what
-/// came back (empty when the connection was closed without a byte).
+/// came back (empty when the connection was closed without a byte). With `server-first` it
+/// reads the greeting line before sending anything, as a client of SMTP or MySQL would.
 const TCP_CLIENT: &str = r#"
 import socket, sys
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+first = b''
+if sys.argv[3:] == ['server-first']:
+    while not first.endswith(b'\n'):
+        d = c.recv(1)
+        if not d:
+            break
+        first += d
 c.sendall(b'ping\n')
 c.shutdown(socket.SHUT_WR)
 out = b''
@@ -186,7 +194,7 @@ while True:
     if not d:
         break
     out += d
-sys.stdout.write(out.decode())
+sys.stdout.write((first + out).decode())
 "#;
 
 /// Starts a python3 script in `ns` and waits for its `ready` line.
@@ -224,13 +232,15 @@ fn app_http(net: &Net, url: &str) -> (u16, String) {
 
 /// ... and a raw TCP exchange (what came back).
 fn app_tcp(net: &Net, host: &str, port: u16) -> String {
+    app_tcp_with(net, host, port, &[])
+}
+
+fn app_tcp_with(net: &Net, host: &str, port: u16, extra: &[&str]) -> String {
+    let port = port.to_string();
+    let mut args = vec!["-c", TCP_CLIENT, host, &port];
+    args.extend(extra);
     let out = net
-        .exec(
-            &net.a,
-            Some(APP_UID),
-            "python3",
-            &["-c", TCP_CLIENT, host, &port.to_string()],
-        )
+        .exec(&net.a, Some(APP_UID), "python3", &args)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -505,9 +515,14 @@ fn allow_all_passes_intercepted_http_and_tcp_through_to_the_original_destination
         metric(&net, "appliance_egress_passthrough_requests_total"),
         1.0
     );
+    // A client that waits for the server to speak: after the sniff gives up, passed through.
+    assert_eq!(
+        app_tcp_with(&net, "outside.test", 7000, &["server-first"]),
+        "port 7000\nping\n"
+    );
     assert_eq!(
         metric(&net, "appliance_egress_passthrough_connections_total"),
-        1.0
+        2.0
     );
 }
 
