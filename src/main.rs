@@ -53,6 +53,10 @@ async fn run(command: Command, exit_with_parent: bool) -> anyhow::Result<u8> {
             appliance::cli::proxy::run_sidecar(args, shutdown_on_signal()).await?;
             Ok(0)
         }
+        Command::Intercept(args) => {
+            appliance::cli::intercept::run(&args)?;
+            Ok(0)
+        }
         Command::Ctl(args) => appliance::cli::ctl::run(args).await,
         Command::Demo(args) => {
             appliance::cli::demo::run(args, shutdown_on_signal()).await?;

@@ -94,3 +94,57 @@ fn sidecar_template_reads_identity_and_token_from_its_environment_file() {
         assert!(help.contains(var), "sidecar --help: {var}\n{help}");
     }
 }
+
+#[test]
+fn sidecar_intercept_drop_in_installs_and_removes_the_rules_and_passes_verify() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let unit = std::fs::read_to_string(root.join("appliance-sidecar@.service")).unwrap();
+    let drop_in =
+        std::fs::read_to_string(root.join("appliance-sidecar@.service.d/intercept.conf")).unwrap();
+    for line in [
+        "ExecStartPre=+/usr/local/bin/appliance intercept install",
+        "ExecStopPost=+/usr/local/bin/appliance intercept remove",
+        "User=1337",
+        "DynamicUser=no",
+    ] {
+        assert!(drop_in.lines().any(|l| l == line), "intercept.conf: {line}");
+    }
+    for var in [
+        "APPMESH_APP_PORTS",
+        "APPMESH_IGNORE_UID",
+        "APPLIANCE_LISTEN=0.0.0.0:15000",
+    ] {
+        assert!(drop_in.contains(var), "intercept.conf documents {var}");
+    }
+    // The drop-in is read from `<unit>.d/` on the unit path: an unknown key in it would warn.
+    let tmp = tempfile::tempdir().unwrap();
+    let name = "appliance-sidecar@colorteller-white-vn.service";
+    std::fs::write(
+        tmp.path().join(name),
+        unit.replace("/usr/local/bin/appliance", BIN),
+    )
+    .unwrap();
+    std::fs::create_dir(tmp.path().join(format!("{name}.d"))).unwrap();
+    std::fs::write(
+        tmp.path().join(format!("{name}.d/intercept.conf")),
+        drop_in.replace("/usr/local/bin/appliance", BIN),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(tmp.path().join(name))
+        .env("SYSTEMD_LOG_LEVEL", "notice")
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", tmp.path().display()))
+        .output()
+        .expect("systemd-analyze is not installed (apt-get install systemd; .ci/run does)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.trim().is_empty(),
+        "intercept.conf has warnings: {text}"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod intercept;
 pub mod notify;
 pub mod proxy;
 
@@ -53,6 +54,9 @@ pub enum Command {
     Sidecar(proxy::SidecarArgs),
     /// The `aws appmesh` commands (and the appliance's own) against a control plane.
     Ctl(ctl::CtlArgs),
+    /// Install or remove App Mesh's iptables interception rules (run as root, e.g. from a
+    /// unit's `ExecStartPre=+`), configured by App Mesh's APPMESH_* variables.
+    Intercept(intercept::InterceptArgs),
     /// Run App Mesh's ingress walkthrough (colorteller) on this machine, TLS everywhere.
     Demo(demo::DemoArgs),
 }

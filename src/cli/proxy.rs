@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::intercept::Installed;
 use super::notify;
 use crate::compile::ProxyConfig;
 use crate::model::Identity;
@@ -140,6 +141,14 @@ pub struct SidecarArgs {
     /// backend. The node must declare the backend.
     #[arg(long, value_parser = EgressTcp::parse)]
     pub egress_tcp: Vec<EgressTcp>,
+    /// Install App Mesh's iptables interception (APPMESH_* variables, as `appliance
+    /// intercept install`; the sidecar's own user is the ignored one unless
+    /// APPMESH_IGNORE_UID/GID says otherwise) once the listeners are up, and remove it on
+    /// stop. The app then needs no proxy settings: its TCP goes to --egress-listen, which
+    /// routes by the original destination. Needs root or CAP_NET_ADMIN; if the rules cannot
+    /// be installed, the sidecar stops rather than run unprotected.
+    #[arg(long)]
+    pub intercept: bool,
 }
 
 /// One `--egress-tcp` mapping.
@@ -226,6 +235,8 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 struct Egress {
     http: Option<SocketAddr>,
     tcp: Vec<EgressTcp>,
+    /// `--intercept`: iptables rules installed once the listeners are up.
+    intercept: bool,
 }
 
 async fn start_admin(
@@ -259,6 +270,7 @@ pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyh
     let egress = Egress {
         http: Some(args.egress_listen),
         tcp: args.egress_tcp,
+        intercept: args.intercept,
     };
     let advertise = args.advertise;
     run(
@@ -305,6 +317,7 @@ async fn run(
             crate::proxy::watch_credentials_dir(&rt, dir, listeners_stop.clone())?;
         }
         let (listeners, tasks) = start(&role, rt, config, &egress, admin, &listeners_stop).await?;
+        let _intercept = intercept(&role, &egress).inspect_err(|_| listeners_stop.cancel())?;
         notify::ready();
         notify::spawn_watchdog(shutdown.clone());
         shutdown.cancelled().await;
@@ -414,6 +427,10 @@ async fn run(
                 return Err(e);
             }
         };
+    let _intercept = intercept(&role, &egress).inspect_err(|_| {
+        sync_stop.cancel();
+        listeners_stop.cancel();
+    })?;
     if let Layout::Sidecar { app, .. } = &role {
         let mut app_health = rt.watch_app(app.to_string(), listeners_stop.clone());
         tokio::spawn(async move {
@@ -453,6 +470,15 @@ async fn run(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// With `--intercept`, the iptables rules, removed when the result is dropped.
+fn intercept(role: &Layout, egress: &Egress) -> anyhow::Result<Option<Installed>> {
+    let (true, Some(http), Layout::Sidecar { listen, .. }) = (egress.intercept, egress.http, role)
+    else {
+        return Ok(None);
+    };
+    Installed::install(http, *listen).map(Some)
 }
 
 /// Binds the admin listener, the config's listeners and (sidecars) the egress listener.

@@ -15,11 +15,13 @@ use crate::model::spec::EgressFilterType;
 
 /// A request from the app: routed by the virtual service its authority names when that is a
 /// backend of the node; otherwise passed through or refused as the mesh's egress filter says.
-/// `local` is this listener's own address, so a passthrough cannot loop back into it.
+/// `local` is this listener's own address, so a passthrough cannot loop back into it;
+/// `original` is where the app sent the connection when iptables redirected it here.
 pub(super) async fn egress(
     rt: &Runtime,
     state: &State,
     local: Option<std::net::SocketAddr>,
+    original: Option<std::net::SocketAddr>,
     req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
@@ -34,13 +36,20 @@ pub(super) async fn egress(
     }
     if !state.config.services.contains_key(&service) {
         return match state.config.egress_filter {
-            EgressFilterType::AllowAll if names_listener(&service, service_port, local) => {
+            EgressFilterType::AllowAll
+                if original.is_none() && names_listener(&service, service_port, local) =>
+            {
                 Err(ProxyError::BadRequest(format!(
                     "{service} is this egress listener itself; passing it through would loop"
                 )))
             }
             EgressFilterType::AllowAll => {
-                passthrough(rt, parts, body, &service, service_port).await
+                let authority = match original {
+                    // Intercepted: where the app connected, whatever its Host says.
+                    Some(to) => to.to_string(),
+                    None => format!("{service}:{}", service_port.unwrap_or(80)),
+                };
+                passthrough(rt, parts, body, authority).await
             }
             EgressFilterType::DropAll => Err(ProxyError::NotABackend {
                 service,
@@ -63,16 +72,15 @@ pub(super) async fn egress(
 
 /// The mesh's egress filter is ALLOW_ALL and `host` is none of the node's backends: the
 /// request goes where the app addressed it, as Envoy's PassthroughCluster sends it to the
-/// original destination. Without interception the request's authority is the destination
-/// (port 80 when it names none); plain HTTP/1.1, within App Mesh's default timeouts.
+/// original destination: `authority` is that destination under interception, else the
+/// request's authority (port 80 when it names none). The Host header is kept; plain
+/// HTTP/1.1, within App Mesh's default timeouts.
 async fn passthrough(
     rt: &Runtime,
     mut parts: http::request::Parts,
     body: Body,
-    host: &str,
-    port: Option<u16>,
+    authority: String,
 ) -> Result<Response<Body>, ProxyError> {
-    let authority = format!("{host}:{}", port.unwrap_or(80));
     let pq = parts
         .uri
         .path_and_query()

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Audience, Body, ProxyError};
 use super::forward::{boxed, finish, forward, strip_hop_by_hop};
+use super::original_dst::{Decision, Fallback, Sniff};
 use super::pool::Limiter;
 use super::route_table::{RequestView, Route};
 use super::tcp::Target;
@@ -90,6 +91,38 @@ pub(super) async fn serve_live(
         };
         let _ = tcp.set_nodelay(true);
         let mode = modes.load_full();
+        // Intercepted egress: a declared tcp backend (or a refusal) is settled by the
+        // original destination alone; anything else is sniffed for HTTP below.
+        let mut sniff = None;
+        let original = match *mode {
+            Mode::Egress => super::original_dst::original_destination(&tcp),
+            _ => None,
+        };
+        if let (Some(to), Ok(local)) = (original, tcp.local_addr()) {
+            let settled = match super::original_dst::decide(&runtime.state().config, to, local) {
+                Decision::Mesh { service, port } => Some(Target::Service {
+                    service,
+                    port: Some(port),
+                }),
+                Decision::Refuse(why) => Some(Target::Refused(why)),
+                Decision::Sniff { otherwise } => {
+                    sniff = Some(match otherwise {
+                        Fallback::Passthrough(to) => Target::Passthrough(to),
+                        Fallback::Refuse(why) => Target::Refused(why),
+                    });
+                    None
+                }
+            };
+            if let Some(target) = settled {
+                spliced.spawn(super::tcp::serve_connection(
+                    runtime.clone(),
+                    tcp,
+                    peer,
+                    target,
+                ));
+                continue;
+            }
+        }
         // Raw TCP has no requests: its connections are spliced, not served by hyper.
         if let Some(target) = raw_tcp(&runtime, &mode) {
             spliced.spawn(super::tcp::serve_connection(
@@ -113,6 +146,14 @@ pub(super) async fn serve_live(
         let local = tcp.local_addr().ok();
         tokio::spawn(async move {
             let _slot = slot;
+            // An intercepted connection that does not start with an HTTP request is raw TCP
+            // to a destination the mesh does not know: the egress filter decides.
+            if let Some(otherwise) = sniff {
+                if super::original_dst::sniff_connection(&tcp).await != Sniff::Http {
+                    super::tcp::serve_connection(rt, tcp, peer, otherwise).await;
+                    return;
+                }
+            }
             // The handshake runs here, off the accept loop, so a slow client stalls no one.
             let io = match tls {
                 None => Downstream::Plain(tcp),
@@ -126,6 +167,7 @@ pub(super) async fn serve_live(
                 secure: matches!(io, Downstream::Tls(_)),
                 peer,
                 local,
+                original,
             };
             let service = hyper::service::service_fn(move |req| {
                 let (rt, mode) = (rt.clone(), mode.clone());
@@ -213,6 +255,8 @@ struct Conn {
     secure: bool,
     peer: std::net::SocketAddr,
     local: Option<std::net::SocketAddr>,
+    /// Where the app sent the connection, when iptables redirected it here.
+    original: Option<std::net::SocketAddr>,
 }
 
 /// The request's authority (absolute-form URI, else Host) as host and port.
@@ -295,7 +339,9 @@ async fn handle(
         (_, Err(e), _) => Err(e),
         (Ok(()), Ok(()), mode) => match mode {
             Mode::Gateway { port } => gateway(&state, *port, req).await,
-            Mode::Egress => super::egress::egress(&rt, &state, conn.local, req).await,
+            Mode::Egress => {
+                super::egress::egress(&rt, &state, conn.local, conn.original, req).await
+            }
             // serve_live hands these to `tcp` before any HTTP is spoken.
             Mode::EgressTcp { .. } => {
                 Err(ProxyError::BadRequest("HTTP on a raw TCP listener".into()))

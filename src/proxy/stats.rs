@@ -92,6 +92,9 @@ pub struct Stats {
     pub retries: Counter,
     /// Requests a sidecar's egress passed through to an undeclared destination (ALLOW_ALL).
     pub egress_passthrough: Counter,
+    /// Intercepted connections a sidecar's egress passed through to their original
+    /// destination (ALLOW_ALL, not HTTP).
+    pub egress_passthrough_tcp: Counter,
     pub listener_tls_handshakes: Family<ListenerPeerLabels, Counter>,
     pub listener_tls_failures: Family<ListenerReasonLabels, Counter>,
     pub listener_tls_resumed: Family<ListenerLabels, Counter>,
@@ -123,6 +126,7 @@ impl Stats {
         let active_connections = Gauge::default();
         let retries = Counter::default();
         let egress_passthrough = Counter::default();
+        let egress_passthrough_tcp = Counter::default();
         registry.register(
             "responses",
             "Responses by route, target cluster and status class",
@@ -153,6 +157,11 @@ impl Stats {
             "egress_passthrough_requests",
             "Requests to destinations that are none of the node's backends, passed through because the mesh's egressFilter is ALLOW_ALL (Envoy's PassthroughCluster)",
             egress_passthrough.clone(),
+        );
+        registry.register(
+            "egress_passthrough_connections",
+            "Intercepted connections (not HTTP) to destinations that are none of the node's backends, passed through to their original destination because the mesh's egressFilter is ALLOW_ALL",
+            egress_passthrough_tcp.clone(),
         );
         let listener_tls_handshakes = Family::<ListenerPeerLabels, Counter>::default();
         let listener_tls_failures = Family::<ListenerReasonLabels, Counter>::default();
@@ -268,6 +277,7 @@ impl Stats {
             active_connections,
             retries,
             egress_passthrough,
+            egress_passthrough_tcp,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Raw TCP, as App Mesh's Envoy carried it: a sidecar's inbound `tcp` listeners splice to the
-//! local app, and its `--egress-tcp` ports route through a virtual service's tcp route. Bytes
+//! local app, its `--egress-tcp` ports route through a virtual service's tcp route, and
+//! intercepted connections go to a declared backend or their original destination. Bytes
 //! are never parsed: they are copied both ways until a side closes or the connection has been
 //! idle for its `timeout.idle`.
 //!
@@ -17,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
+use super::original_dst::Refusal;
 use super::stats::{ClusterLabels, ErrorLabels, Stats, TcpBytesLabels};
 use super::tls::Downstream;
 use super::upstream::{Cluster, Endpoint};
@@ -38,6 +40,11 @@ pub(super) enum Target {
     App { app: String, port: Option<u16> },
     /// The tcp route of `service` (the one matching `port` when given).
     Service { service: String, port: Option<u16> },
+    /// An intercepted connection to no declared backend, under ALLOW_ALL: spliced to where
+    /// the app sent it (Envoy's PassthroughCluster).
+    Passthrough(std::net::SocketAddr),
+    /// An intercepted connection closed at once, its reason logged and counted.
+    Refused(Refusal),
 }
 
 /// One accepted connection, on the config current now (the listener's accept loop, in
@@ -57,6 +64,13 @@ pub(super) async fn serve_connection(
     let result = match &target {
         Target::App { app, port } => inbound(&rt, &state, tcp, app, *port).await,
         Target::Service { service, port } => egress(&rt, &state, tcp, service, *port).await,
+        Target::Passthrough(to) => passthrough(&rt, tcp, *to).await,
+        Target::Refused(why) => {
+            // The app sees only a closed connection, so the reason goes to the operator.
+            tracing::info!(proxy = %rt.identity, peer = %peer, reason = %why, "intercepted connection refused");
+            drop(tcp);
+            Err(refusal_error(why, &rt.identity))
+        }
     };
     // Envoy's tcp_proxy logs each connection when it closes, refused ones included.
     if let Some(log) = &state.access_log {
@@ -162,7 +176,10 @@ async fn egress(
     port: Option<u16>,
 ) -> Result<Spliced, ProxyError> {
     let route = route_for(state, service, port).ok_or_else(|| {
-        ProxyError::NoRoute(format!("no tcp route on {service} for --egress-tcp"))
+        ProxyError::NoRoute(format!(
+            "no tcp route on {service} for port {}",
+            port.map_or("any".into(), |p| p.to_string())
+        ))
     })?;
     let mut failed: HashSet<String> = HashSet::new();
     let mut last = ProxyError::NoProvider(route.name.clone());
@@ -213,6 +230,51 @@ async fn egress(
         }
     }
     Err(last)
+}
+
+/// An intercepted connection passed through to its original destination, within App Mesh's
+/// default idle timeout, counted as `egress_passthrough_connections`.
+async fn passthrough(
+    rt: &Runtime,
+    tcp: TcpStream,
+    to: std::net::SocketAddr,
+) -> Result<Spliced, ProxyError> {
+    let endpoint = to.to_string();
+    let up = connect(&endpoint)
+        .await
+        .map_err(|reason| ProxyError::Upstream {
+            cluster: PASSTHROUGH.into(),
+            endpoint: endpoint.clone(),
+            reason,
+        })?;
+    rt.stats.egress_passthrough_tcp.inc();
+    let (received, sent) = splice(
+        tcp,
+        up,
+        super::timeout::limit(DEFAULT_IDLE_TIMEOUT_MS),
+        &Counters::new(&rt.stats, PASSTHROUGH),
+    )
+    .await;
+    Ok(Spliced {
+        upstream: endpoint,
+        received,
+        sent,
+    })
+}
+
+/// Envoy's name for the cluster of passed-through egress.
+const PASSTHROUGH: &str = "PassthroughCluster";
+
+/// The proxy error a refusal is logged and counted as (`local_errors{reason}`).
+fn refusal_error(why: &Refusal, identity: &str) -> ProxyError {
+    match why {
+        Refusal::NotABackend(to) => ProxyError::NotABackend {
+            service: format!("tcp {to}"),
+            identity: identity.to_owned(),
+        },
+        Refusal::Ambiguous { .. } => ProxyError::NoRoute(why.to_string()),
+        Refusal::Loop(_) => ProxyError::BadRequest(why.to_string()),
+    }
 }
 
 /// The route for `service`: the one whose `match.port` is `port`, or one with no port.
