@@ -253,6 +253,7 @@ async fn passthrough(
         up,
         super::timeout::limit(DEFAULT_IDLE_TIMEOUT_MS),
         &Counters::new(&rt.stats, PASSTHROUGH),
+        std::future::pending(),
     )
     .await;
     Ok(Spliced {
