@@ -170,9 +170,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    #[cfg(test)]
     pub(crate) fn new(
         name: &str,
         config: &ClusterConfig,
+        tls: Option<UpstreamTls>,
+        stats: &Stats,
+        old: Option<&Cluster>,
+    ) -> Cluster {
+        Cluster::with_endpoints(name, config, &config.endpoints, tls, stats, old)
+    }
+
+    /// A cluster whose endpoints are `addresses`: the config's, or for a DNS cluster the
+    /// addresses its name resolved to.
+    pub(crate) fn with_endpoints(
+        name: &str,
+        config: &ClusterConfig,
+        addresses: &[String],
         tls: Option<UpstreamTls>,
         stats: &Stats,
         old: Option<&Cluster>,
@@ -189,8 +203,7 @@ impl Cluster {
         Cluster {
             name: name.to_owned(),
             config: config.clone(),
-            endpoints: config
-                .endpoints
+            endpoints: addresses
                 .iter()
                 .map(|a| kept(a).unwrap_or_else(|| Arc::new(Endpoint::new(a.clone(), checked))))
                 .collect(),
@@ -210,6 +223,11 @@ impl Cluster {
             Some(c) => c,
             None => shared.for_protocol(self.config.protocol),
         }
+    }
+
+    /// The endpoints' addresses, in order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| e.address.clone()).collect()
     }
 
     pub fn has_healthy(&self) -> bool {
@@ -360,6 +378,7 @@ mod tests {
             port: 9080,
             protocol: PortProtocol::Http,
             endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            dns: None,
             health_check: checked.then(|| HealthCheckPolicy {
                 healthy_threshold: 2,
                 interval_millis: 5_000,
