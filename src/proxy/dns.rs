@@ -34,9 +34,10 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 pub const MAX_REFRESH: Duration = Duration::from_secs(300);
 /// After a failed lookup, the next try (Envoy's `dns_failure_refresh_rate` default of 5 s).
 pub const FAILURE_RETRY: Duration = Duration::from_secs(5);
-/// Longest the proxy waits for the first answers of a new config before applying it; names
-/// still unresolved then have no endpoints until their answer comes.
-pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// Longest the proxy waits for the first answers of a new config's new names before applying
+/// it; a name still unresolved then has no endpoints until its answer comes (applied at once).
+/// Names looked up before (even in vain) are never waited for again.
+pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a name could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +117,11 @@ impl Dns {
         self.answers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `host` was ever looked up (answered or not).
+    pub fn known(&self, host: &str) -> bool {
+        self.answers().contains_key(host)
+    }
+
     /// The last answer for `host`, due or not; none before its first good answer.
     pub fn last(&self, host: &str) -> Option<Vec<IpAddr>> {
         self.answers().get(host).and_then(|c| c.addrs.clone())
@@ -163,7 +169,7 @@ impl Dns {
     }
 }
 
-/// The DNS names a config resolves, once each.
+/// The DNS names a config resolves, once each (IP literals need no lookup).
 pub fn names(config: &ProxyConfig) -> Vec<String> {
     let mut names: Vec<String> = config
         .clusters
@@ -171,6 +177,7 @@ pub fn names(config: &ProxyConfig) -> Vec<String> {
         .filter(|c| c.dns.is_some())
         .filter_map(|c| c.endpoints.first())
         .filter_map(|e| split_host_port(e).map(|(h, _)| h.to_owned()))
+        .filter(|h| h.parse::<IpAddr>().is_err())
         .collect();
     names.sort();
     names.dedup();
@@ -408,6 +415,7 @@ mod tests {
         assert_eq!(dns.last("db.local"), Some(vec![ip("10.0.0.1")]));
         assert_eq!(dns.due("db.local") - Instant::now(), FAILURE_RETRY);
         assert_eq!(dns.last("never"), None);
+        assert!(dns.known("db.local") && !dns.known("never"));
     }
 
     #[test]

@@ -281,7 +281,7 @@ impl Runtime {
     pub async fn resolve_dns(self: &Arc<Self>, config: &ProxyConfig) {
         let mut lookups = tokio::task::JoinSet::new();
         for name in dns::names(config) {
-            if self.dns.last(&name).is_none() {
+            if !self.dns.known(&name) {
                 let dns = self.dns.clone();
                 lookups.spawn(async move {
                     let result = dns.resolve(&name).await;
