@@ -64,6 +64,7 @@ async fn proxy(
         advertise: None,
         healthy: true,
         running_version: 0,
+        attributes: Vec::new(),
     });
     frame::write(&mut send, &hello)
         .await
@@ -113,6 +114,7 @@ fn run(n: usize) {
         control: control.sync.clone(),
         identity: identity.clone(),
         advertise: None,
+        attributes: Vec::new(),
     };
     // One enrolment; every replica presents the same leaf, as replicas of one task would.
     let creds = rt

@@ -573,10 +573,11 @@ fn api_secret(control: &Control) -> String {
         .to_owned()
 }
 
-/// Service-discovery and egress fields the proxies do not enforce yet are refused at write
-/// time, naming the field, rather than stored and ignored; the store is unchanged after each.
+/// Service-discovery fields with a value outside App Mesh's enums are refused naming the
+/// field, and the store is unchanged after each; every documented value is accepted (the
+/// proxies enforce them: tests/conformance_discovery.rs).
 #[test]
-fn unenforced_discovery_fields_are_refused_naming_the_field() {
+fn discovery_fields_with_bad_values_are_refused_naming_the_field() {
     let control = Control::start();
     let api = Api::new(&control);
     let (s, _, b) = api.call("PUT", "/v20190125/meshes", Some(r#"{"meshName":"m"}"#));
@@ -593,38 +594,29 @@ fn unenforced_discovery_fields_are_refused_naming_the_field() {
         (
             "PUT",
             "/v20190125/meshes/m",
-            json!({"spec": {"serviceDiscovery": {"ipPreference": "IPv4_ONLY"}}}).to_string(),
-            "spec.serviceDiscovery.ipPreference",
+            json!({"spec": {"serviceDiscovery": {"ipPreference": "IPv4"}}}).to_string(),
+            "ipPreference",
         ),
         (
             "PUT",
             "/v20190125/meshes/m/virtualNodes",
-            node(json!({"dns": {"hostname": "a.example", "responseType": "ENDPOINTS"}})),
-            "spec.serviceDiscovery.dns.responseType",
+            node(json!({"dns": {"hostname": "a.example", "responseType": "ALL"}})),
+            "responseType",
         ),
         (
             "PUT",
             "/v20190125/meshes/m/virtualNodes",
-            node(json!({"dns": {"hostname": "a.example", "ipPreference": "IPv6_ONLY"}})),
-            "spec.serviceDiscovery.dns.ipPreference",
-        ),
-        (
-            "PUT",
-            "/v20190125/meshes/m/virtualNodes",
-            node(
-                json!({"awsCloudMap": {"namespaceName": "ns", "serviceName": "s",
-                "attributes": [{"key": "stage", "value": "canary"}]}}),
-            ),
-            "spec.serviceDiscovery.awsCloudMap.attributes",
+            node(json!({"dns": {"hostname": "a.example", "ipPreference": "ipv6_only"}})),
+            "ipPreference",
         ),
         (
             "PUT",
             "/v20190125/meshes/m/virtualNodes",
             node(
                 json!({"awsCloudMap": {"namespaceName": "ns", "serviceName": "s",
-                "ipPreference": "IPv4_PREFERRED"}}),
+                "attributes": [{"key": "sta ge", "value": "canary"}]}}),
             ),
-            "spec.serviceDiscovery.awsCloudMap.ipPreference",
+            "spec.serviceDiscovery.awsCloudMap.attributes[0].key",
         ),
     ];
     for (method, path, body, field) in cases {
@@ -637,7 +629,28 @@ fn unenforced_discovery_fields_are_refused_naming_the_field() {
         );
     }
     assert_eq!(state(), before, "a refused write changed the store");
-    // The supported forms are still accepted.
+    // The documented forms are accepted.
+    let (s, _, b) = api.call(
+        "PUT",
+        "/v20190125/meshes/m",
+        Some(&json!({"spec": {"serviceDiscovery": {"ipPreference": "IPv4_ONLY"}}}).to_string()),
+    );
+    assert_eq!(s, 200, "{b}");
+    for (name, sd) in [
+        (
+            "d1",
+            json!({"dns": {"hostname": "a.example", "responseType": "ENDPOINTS", "ipPreference": "IPv6_ONLY"}}),
+        ),
+        (
+            "c1",
+            json!({"awsCloudMap": {"namespaceName": "ns", "serviceName": "s",
+            "attributes": [{"key": "stage", "value": "canary"}], "ipPreference": "IPv4_PREFERRED"}}),
+        ),
+    ] {
+        let body = json!({"virtualNodeName": name, "spec": {"serviceDiscovery": sd}}).to_string();
+        let (s, _, b) = api.call("PUT", "/v20190125/meshes/m/virtualNodes", Some(&body));
+        assert_eq!(s, 200, "{name}: {b}");
+    }
     let (s, _, b) = api.call(
         "PUT",
         "/v20190125/meshes/m/virtualNodes",

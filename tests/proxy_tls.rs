@@ -504,6 +504,7 @@ fn gateway_config(
         port: 9080,
         protocol: PortProtocol::Http,
         endpoints: vec![endpoint.to_owned()],
+        dns: None,
         health_check: None,
         tls: cluster_tls,
         outlier_detection: None,

@@ -767,9 +767,11 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     let sync: std::net::SocketAddr = c.sync.parse().unwrap();
     // Each bad frame, and the reason the control plane must give when it closes the connection.
     let draining = appliance::sync::frame::encode(appliance::sync::frame::ToControl::Draining);
+    // This protocol version (a one-byte varint), then an `Ack` of version 3, then two bytes.
+    let version = u8::try_from(appliance::sync::frame::PROTOCOL_VERSION).unwrap();
     let bad: [(&[u8], &str); 4] = [
         (
-            &[0, 0, 0, 5, 1, 2, 3, 4, 5],
+            &[0, 0, 0, 5, version, 2, 3, 4, 5],
             "trailing bytes after the message",
         ),
         (&[0xff, 0xff, 0xff, 0xff], "over the limit"),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::ops::blocking;
 use super::request::Signed;
 use super::AppState;
-use crate::compile::{compile, ConfigError, Endpoints, Snapshot};
+use crate::compile::{compile, ConfigError, Endpoints, Registered, Snapshot};
 use crate::model::{ApiError, Identity, ResourceId, Spec};
 use crate::store::JoinTokenRecord;
 use crate::sync::JoinToken;
@@ -352,7 +352,7 @@ async fn compile_config(
             endpoints
                 .entry(node.to_owned())
                 .or_default()
-                .push(addr.to_owned());
+                .push(Registered::at(addr));
         }
     }
     let store = state.store.clone();

@@ -61,6 +61,14 @@ pub struct SourceArgs {
     pub credentials_dir: Option<PathBuf>,
     #[command(flatten)]
     pub limits: ListenerLimitArgs,
+    /// `IP:PORT` of a DNS server for DNS service discovery, repeatable, instead of the
+    /// system's (/etc/resolv.conf); /etc/hosts is read first either way.
+    #[arg(long)]
+    pub dns_resolver: Vec<SocketAddr>,
+    /// `KEY=VALUE`, repeatable (sidecars): a Cloud Map attribute of this endpoint, which a
+    /// node's `awsCloudMap.attributes` select by.
+    #[arg(long, value_parser = crate::compile::parse_attribute, conflicts_with = "config")]
+    pub attribute: Vec<(String, String)>,
 }
 
 impl SourceArgs {
@@ -313,6 +321,7 @@ async fn run(
         check_kind(&config.identity, &role, &path.display().to_string())?;
         let rt = Runtime::new(config.clone(), listeners_stop.clone())?;
         rt.set_limits(source.limits.limits());
+        rt.set_dns_resolvers(source.dns_resolver.clone());
         if let Some(dir) = &source.credentials_dir {
             crate::proxy::watch_credentials_dir(&rt, dir, listeners_stop.clone())?;
         }
@@ -353,10 +362,17 @@ async fn run(
         (_, Some(a)) => Some(a.to_string()),
         (Layout::Sidecar { listen, .. }, None) => Some(default_advertise(*listen, &control).await),
     };
+    anyhow::ensure!(
+        source.attribute.is_empty() || advertise.is_some(),
+        "--attribute: only a sidecar registers an endpoint to carry attributes"
+    );
+    crate::compile::attribute_map(source.attribute.clone())
+        .map_err(|e| anyhow::anyhow!("--attribute: {e}"))?;
     let opts = ClientOptions {
         control,
         identity: identity.clone(),
         advertise,
+        attributes: source.attribute.clone(),
     };
     let token = source.token()?;
     let mut creds = client::ensure_enrolled(&opts, &state, token.as_deref(), &shutdown)
@@ -415,6 +431,7 @@ async fn run(
     };
     let rt = Runtime::new(first.clone(), listeners_stop.clone())?;
     rt.set_limits(source.limits.limits());
+    rt.set_dns_resolvers(source.dns_resolver.clone());
     let _ = runtime_cell.set(rt.clone());
     // The leaf from enrolment (or the state dir) is the data plane's TLS identity too.
     rt.set_credentials(creds.clone())

@@ -314,8 +314,13 @@ pub struct ClusterConfig {
     pub node: String,
     pub port: u16,
     pub protocol: PortProtocol,
-    /// `host:port` of each endpoint; a host name is resolved when connecting.
+    /// `host:port` of each endpoint. With `dns`, the one entry is a DNS name the proxy
+    /// resolves (and re-resolves as its answer's TTL runs out) into the endpoints.
     pub endpoints: Vec<String>,
+    /// How the DNS name in `endpoints` becomes endpoints: a node with `dns` service
+    /// discovery that no sidecar registers for. None: the endpoints are used as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<super::DnsDiscovery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckPolicy>,
     /// TLS to every endpoint (requests and health checks alike); none is plain text.

@@ -2,12 +2,17 @@
 //! stored resources to what one proxy needs. No I/O of any kind; the output is deterministic.
 
 mod config;
+mod discovery;
 mod resilience;
 mod tls;
 
 use std::collections::BTreeMap;
 
 pub use config::*;
+pub use discovery::{
+    attribute_map, check_attribute, parse_attribute, AttributeError, DnsDiscovery, Endpoints,
+    Registered, DEFAULT_CLOUD_MAP_IP_PREFERENCE, DEFAULT_DNS_IP_PREFERENCE,
+};
 pub use resilience::{DEFAULT_MAX_PENDING_REQUESTS, MAX_EJECTION_MS};
 
 use crate::model::spec::{ClientPolicy, ClientPolicyTls};
@@ -15,8 +20,8 @@ use crate::model::spec::{
     DefaultGatewayRouteRewrite, GatewayRouteSpec, GatewayRouteType, GrpcGatewayRouteMatch,
     GrpcRetryEvent, GrpcRouteMetadata, HttpGatewayRouteMatch, HttpGatewayRoutePrefixRewrite,
     HttpGatewayRouteRewrite, HttpPathMatch, HttpRetryEvent, HttpRouteHeader, HttpRouteMatch,
-    ListenerTimeout, PortProtocol, RouteSpec, RouteType, ServiceDiscovery, VirtualGatewaySpec,
-    VirtualNodeSpec, VirtualRouterSpec, VirtualServiceProvider, VirtualServiceSpec,
+    ListenerTimeout, PortProtocol, RouteSpec, RouteType, VirtualGatewaySpec, VirtualNodeSpec,
+    VirtualRouterSpec, VirtualServiceProvider, VirtualServiceSpec,
 };
 use crate::model::{Identity, ProxyKind, ResourceId, ResourceKind, ResourceName, Spec};
 
@@ -81,10 +86,6 @@ impl Snapshot {
         s
     }
 }
-
-/// Where a virtual node's endpoints are, when something better than its DNS name is known
-/// (the registry of connected sidecars): node name -> `host:port` list.
-pub type Endpoints = BTreeMap<String, Vec<String>>;
 
 pub fn compile(
     snapshot: &Snapshot,
@@ -492,16 +493,11 @@ impl Builder<'_> {
             return Ok(self.unavailable(node_name, port, &why));
         };
         let (port, protocol) = (listener.port_mapping.port, listener.port_mapping.protocol);
-        let expected = match &node.service_discovery {
-            Some(ServiceDiscovery::Dns(d)) => PeerName::Dns(d.hostname.clone()),
-            Some(ServiceDiscovery::AwsCloudMap(c)) => {
-                PeerName::Dns(format!("{}.{}", c.service_name, c.namespace_name))
-            }
-            None => PeerName::Node {
-                mesh: self.snapshot.mesh.clone(),
-                node: node_name.to_owned(),
-            },
-        };
+        let expected = discovery::expected_name(
+            &self.snapshot.mesh,
+            node_name,
+            node.service_discovery.as_ref(),
+        );
         let tls = match policy.filter(|p| p.enforces() && p.applies_to_port(port)) {
             Some(p) => Some(tls::client(p, expected)),
             None => listener
@@ -521,16 +517,12 @@ impl Builder<'_> {
             name = format!("{base}_tls{n}");
         }
         if !self.clusters.contains_key(&name) {
-            let endpoints = match self.endpoints.get(node_name) {
-                Some(list) => list.iter().map(|a| with_port(a, port)).collect(),
-                None => match &node.service_discovery {
-                    Some(ServiceDiscovery::Dns(d)) => vec![format!("{}:{port}", d.hostname)],
-                    Some(ServiceDiscovery::AwsCloudMap(c)) => {
-                        vec![format!("{}.{}:{port}", c.service_name, c.namespace_name)]
-                    }
-                    None => Vec::new(),
-                },
-            };
+            let (endpoints, dns) = discovery::endpoints(
+                &self.snapshot.mesh_spec,
+                node.service_discovery.as_ref(),
+                self.endpoints.get(node_name).map(Vec::as_slice),
+                port,
+            );
             self.clusters.insert(
                 name.clone(),
                 ClusterConfig {
@@ -538,6 +530,7 @@ impl Builder<'_> {
                     port,
                     protocol,
                     endpoints,
+                    dns,
                     health_check: listener.health_check.clone(),
                     tls,
                     outlier_detection: listener.outlier_detection.as_ref().map(resilience::outlier),
@@ -564,6 +557,7 @@ impl Builder<'_> {
                 port: port.unwrap_or(0),
                 protocol: crate::model::spec::PortProtocol::Http,
                 endpoints: Vec::new(),
+                dns: None,
                 health_check: None,
                 tls: None,
                 outlier_detection: None,
@@ -589,26 +583,6 @@ fn listener_timeouts(l: &crate::model::spec::Listener) -> (u64, u64) {
         per_request.unwrap_or(DEFAULT_PER_REQUEST_TIMEOUT_MS),
         idle.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
     )
-}
-
-/// A registered endpoint is `host:port`, or a bare host that serves every listener of its
-/// node on the listener's own port.
-fn with_port(addr: &str, port: u16) -> String {
-    if addr.parse::<std::net::SocketAddr>().is_ok() {
-        return addr.to_owned();
-    }
-    match addr.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        Ok(ip) => format!("{ip}:{port}"),
-        Err(_)
-            if addr
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok()) =>
-        {
-            addr.to_owned()
-        }
-        Err(_) => format!("{addr}:{port}"),
-    }
 }
 
 /// The TLS part of a client policy, if it has one.

@@ -119,7 +119,10 @@ fn registry_endpoints_replace_dns_names() {
     let mut eps = Endpoints::new();
     eps.insert(
         "colorteller-red-vn".into(),
-        vec!["127.0.0.1:40001".into(), "127.0.0.1:40002".into()],
+        vec![
+            Registered::at("127.0.0.1:40001"),
+            Registered::at("127.0.0.1:40002"),
+        ],
     );
     let cfg = compile(&walkthrough(), &gateway(), &eps, 1).unwrap();
     assert_eq!(

@@ -100,7 +100,7 @@ pub(crate) fn check_json(kind: ResourceKind, spec: &Value) -> Result<(), ApiErro
 /// Rules on the typed spec.
 pub(crate) fn check(spec: &Spec) -> Result<(), ApiError> {
     match spec {
-        Spec::Mesh(mesh) => check_mesh(mesh),
+        Spec::Mesh(_) => Ok(()),
         Spec::VirtualService(_) => Ok(()),
         Spec::VirtualNode(vn) => check_virtual_node(vn),
         Spec::VirtualRouter(vr) => check_virtual_router(vr),
@@ -135,60 +135,11 @@ fn check_health_check_port(i: usize, check_port: Option<u16>, port: u16) -> Resu
     }
 }
 
-/// A field the proxies do not enforce yet: refused, so it is never accepted and ignored.
-fn unsupported(field: &str, what: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "{field}: the appliance does not support {what} yet; remove it"
-    ))
-}
-
-fn check_mesh(mesh: &crate::model::spec::MeshSpec) -> Result<(), ApiError> {
-    if mesh
-        .service_discovery
-        .is_some_and(|sd| sd.ip_preference.is_some())
-    {
-        return Err(unsupported(
-            "spec.serviceDiscovery.ipPreference",
-            "an IP preference",
-        ));
-    }
-    Ok(())
-}
-
 fn check_virtual_node(vn: &VirtualNodeSpec) -> Result<(), ApiError> {
-    use crate::model::spec::{DnsResponseType, ServiceDiscovery};
+    use crate::model::spec::ServiceDiscovery;
     check_logging(vn.logging.as_ref())?;
-    match &vn.service_discovery {
-        Some(ServiceDiscovery::Dns(dns)) => {
-            check_host_name("spec.serviceDiscovery.dns.hostname", &dns.hostname)?;
-            if dns.ip_preference.is_some() {
-                return Err(unsupported(
-                    "spec.serviceDiscovery.dns.ipPreference",
-                    "an IP preference",
-                ));
-            }
-            if dns.response_type == Some(DnsResponseType::Endpoints) {
-                return Err(unsupported(
-                    "spec.serviceDiscovery.dns.responseType",
-                    "ENDPOINTS (each name is one load-balanced endpoint)",
-                ));
-            }
-        }
-        Some(ServiceDiscovery::AwsCloudMap(map)) => {
-            if map.attributes.as_ref().is_some_and(|a| !a.is_empty()) {
-                return Err(unsupported(
-                    "spec.serviceDiscovery.awsCloudMap.attributes",
-                    "instance attributes",
-                ));
-            }
-            if map.ip_preference.is_some() {
-                return Err(unsupported(
-                    "spec.serviceDiscovery.awsCloudMap.ipPreference",
-                    "an IP preference",
-                ));
-            }
-        }
-        None => {}
+    if let Some(ServiceDiscovery::Dns(dns)) = &vn.service_discovery {
+        check_host_name("spec.serviceDiscovery.dns.hostname", &dns.hostname)?;
     }
     let listeners = vn.listeners();
     check_unique_ports(listeners.iter().map(|l| l.port_mapping.port))?;

@@ -185,6 +185,8 @@ impl Listeners {
                 })?;
             fresh.push((w, sock));
         }
+        // A DNS name's first answer before the config runs, so its clusters have endpoints.
+        self.runtime.resolve_dns(&config).await;
         if swap {
             self.runtime.apply(config)?;
         }

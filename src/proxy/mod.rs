@@ -4,6 +4,7 @@
 mod access_log;
 mod admin;
 mod attempt;
+mod dns;
 mod edge;
 mod egress;
 mod error;
@@ -122,6 +123,14 @@ pub struct Runtime {
     listener_health: std::sync::Mutex<std::collections::BTreeMap<u16, bool>>,
     /// A gateway's log of the reasons it keeps from outside clients.
     edge_log: edge::EdgeLog,
+    /// DNS service discovery's resolver and answers.
+    dns: Arc<dns::Dns>,
+    /// Held while a state is built and swapped in (a new config, or new DNS answers), so two
+    /// swaps never build on the same old state.
+    swapping: std::sync::Mutex<()>,
+    /// Wakes the DNS refresher: a config with other names was applied.
+    dns_names_changed: Arc<tokio::sync::Notify>,
+    dns_refresher: std::sync::OnceLock<()>,
 }
 
 impl Runtime {
@@ -134,7 +143,8 @@ impl Runtime {
         let tls = Arc::new(tls::TlsStore::new());
         tls.spawn_file_poller(shutdown.clone());
         let identity = config.identity.to_string();
-        let state = build_state(config, None, &clients, &stats, &tls, &shutdown)?;
+        let dns = Arc::new(dns::Dns::default());
+        let state = build_state(config, None, &clients, &stats, &tls, &dns, &shutdown)?;
         Ok(Arc::new(Runtime {
             identity,
             state: ArcSwap::from_pointee(state),
@@ -145,7 +155,17 @@ impl Runtime {
             limits: std::sync::OnceLock::new(),
             listener_health: Default::default(),
             edge_log: edge::EdgeLog::default(),
+            dns,
+            swapping: std::sync::Mutex::new(()),
+            dns_names_changed: Arc::default(),
+            dns_refresher: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Resolves DNS names with these nameservers (`--dns-resolver`) instead of the system's.
+    /// Call before the first listener starts; later calls change nothing.
+    pub fn set_dns_resolvers(&self, resolvers: Vec<std::net::SocketAddr>) {
+        self.dns.set_resolvers(resolvers);
     }
 
     /// Sets the downstream limits of every HTTP listener started after this call; a second
@@ -230,13 +250,28 @@ impl Runtime {
                 config.identity, self.identity
             )));
         }
+        self.swap(Some(config))?;
+        self.dns_names_changed.notify_one();
+        Ok(())
+    }
+
+    /// Builds a state from `config` (none: the running config again, with the latest DNS
+    /// answers) and swaps it in.
+    fn swap(&self, config: Option<ProxyConfig>) -> Result<(), ConfigError> {
+        let _one_at_a_time = self
+            .swapping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.state.load_full();
+        let fresh = config.is_some();
+        let config = config.unwrap_or_else(|| (*old.config).clone());
         let next = build_state(
             config,
             Some(&old),
             &self.clients,
             &self.stats,
             &self.tls,
+            &self.dns,
             &self.shutdown,
         )?;
         // Clusters the new config no longer has, or has changed, stop their health checks.
@@ -249,10 +284,128 @@ impl Runtime {
                 stop.cancel();
             }
         }
-        tracing::info!(version = next.config.version, "config applied");
+        if fresh {
+            tracing::info!(version = next.config.version, "config applied");
+        }
         self.state.store(Arc::new(next));
         Ok(())
     }
+
+    /// Resolves the DNS names of `config` that have no answer yet (waiting at most
+    /// `FIRST_ANSWER_WAIT`), so that a config is applied with its endpoints; then keeps every
+    /// name of the running config fresh in the background, as its TTL runs out.
+    pub async fn resolve_dns(self: &Arc<Self>, config: &ProxyConfig) {
+        let mut lookups = tokio::task::JoinSet::new();
+        for name in dns::names(config) {
+            if !self.dns.known(&name) {
+                let dns = self.dns.clone();
+                lookups.spawn(async move {
+                    let result = dns.resolve(&name).await;
+                    (name, result)
+                });
+            }
+        }
+        let mut changed = false;
+        let deadline = tokio::time::Instant::now() + dns::FIRST_ANSWER_WAIT;
+        while let Ok(Some(done)) = tokio::time::timeout_at(deadline, lookups.join_next()).await {
+            match done {
+                Ok((_, Ok((_, c)))) => changed |= c,
+                Ok((name, Err(e))) => {
+                    tracing::warn!(name, error = %e, "DNS service discovery: no answer yet");
+                }
+                Err(e) => tracing::error!(error = %e, "a DNS lookup task failed"),
+            }
+        }
+        if !lookups.is_empty() {
+            // Answers still on their way: applied when they come.
+            let runtime = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while lookups.join_next().await.is_some() {}
+                if let Some(rt) = runtime.upgrade() {
+                    rt.refresh_dns_endpoints();
+                }
+            });
+        }
+        if changed {
+            self.refresh_dns_endpoints();
+        }
+        if self.dns_refresher.set(()).is_ok() {
+            tokio::spawn(dns_refresher(
+                Arc::downgrade(self),
+                self.dns_names_changed.clone(),
+                self.shutdown.clone(),
+            ));
+        }
+    }
+
+    /// Rebuilds the running config's DNS clusters from the latest answers.
+    fn refresh_dns_endpoints(&self) {
+        if let Err(e) = self.swap(None) {
+            tracing::error!(error = %e, "DNS answers changed but the config could not be rebuilt");
+        }
+    }
+}
+
+/// Re-resolves each DNS name of the running config when its answer is due, and rebuilds the
+/// config's DNS clusters when an answer changed. Ends with the proxy.
+async fn dns_refresher(
+    runtime: std::sync::Weak<Runtime>,
+    names_changed: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let Some(rt) = runtime.upgrade() else { return };
+        let names = dns::names(&rt.config());
+        let mut changed = false;
+        for name in &names {
+            if rt.dns.due(name) > tokio::time::Instant::now() {
+                continue;
+            }
+            match rt.dns.resolve(name).await {
+                Ok((addrs, true)) => {
+                    tracing::info!(name, ?addrs, "DNS answer changed");
+                    changed = true;
+                }
+                Ok((_, false)) => {}
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "DNS lookup failed; keeping the last answer")
+                }
+            }
+        }
+        if changed {
+            rt.refresh_dns_endpoints();
+        }
+        let next = names
+            .iter()
+            .map(|n| rt.dns.due(n))
+            .min()
+            .unwrap_or_else(|| tokio::time::Instant::now() + dns::MAX_REFRESH);
+        drop(rt);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = names_changed.notified() => {}
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
+/// A DNS cluster's endpoints from its name's last answer (none before the first); an IP
+/// literal needs no lookup.
+fn dns_endpoints(
+    cfg: &crate::compile::ClusterConfig,
+    discovery: crate::compile::DnsDiscovery,
+    dns: &dns::Dns,
+    previous: Option<&Cluster>,
+) -> Vec<String> {
+    let Some((host, port)) = cfg.endpoints.first().and_then(|e| dns::split_host_port(e)) else {
+        return Vec::new();
+    };
+    let addrs = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => dns.last(host).unwrap_or_default(),
+    };
+    let current = previous.map(Cluster::addresses).unwrap_or_default();
+    dns::endpoints(discovery, &addrs, port, &current)
 }
 
 fn build_state(
@@ -261,6 +414,7 @@ fn build_state(
     clients: &Clients,
     stats: &Arc<Stats>,
     tls_store: &tls::TlsStore,
+    dns: &dns::Dns,
     shutdown: &CancellationToken,
 ) -> Result<State, ConfigError> {
     config.check()?;
@@ -269,9 +423,14 @@ fn build_state(
     let mut clusters = HashMap::new();
     let mut latency = HashMap::new();
     for (name, cfg) in &config.clusters {
+        let previous = old.and_then(|o| o.clusters.get(name)).map(|(c, _)| &**c);
+        let addresses = match cfg.dns {
+            Some(d) => dns_endpoints(cfg, d, dns, previous),
+            None => cfg.endpoints.clone(),
+        };
         let reused = old
             .and_then(|o| o.clusters.get(name))
-            .filter(|(c, _)| c.config == *cfg);
+            .filter(|(c, _)| c.config == *cfg && c.addresses() == addresses);
         let entry = match reused {
             Some((c, stop)) => (c.clone(), stop.clone()),
             None => {
@@ -280,8 +439,9 @@ fn build_state(
                     .as_ref()
                     .map(|t| tls::UpstreamTls::new(tls_store, t, cfg.protocol, name, stats))
                     .transpose()?;
-                let previous = old.and_then(|o| o.clusters.get(name)).map(|(c, _)| &**c);
-                let cluster = Arc::new(Cluster::new(name, cfg, tls, stats, previous));
+                let cluster = Arc::new(Cluster::with_endpoints(
+                    name, cfg, &addresses, tls, stats, previous,
+                ));
                 let stop = shutdown.child_token();
                 health::spawn(&cluster, clients, stats, stop.clone());
                 outlier::spawn_sweep(&cluster, stop.clone());

@@ -113,9 +113,16 @@ impl Endpoint {
         until != 0 && self.ms_since_born(now) < until
     }
 
-    /// A refused or reset connection at `now`: out for new requests for the back-off.
+    /// A refused or reset connection at `now`: out for new requests for the back-off. A
+    /// failure while the endpoint is already out is a request that picked it before it went
+    /// out (several in flight hit one dead endpoint at once): the same outage, not another
+    /// strike, so the back-off doubles once per period, not once per concurrent request.
     pub fn local_failure(&self, now: Instant) {
-        let strikes = self.strikes.fetch_add(1, Ordering::Relaxed);
+        let current = self.out_until_ms.load(Ordering::Relaxed);
+        if current != 0 && self.ms_since_born(now) < current {
+            return;
+        }
+        let strikes = self.strikes.load(Ordering::Relaxed);
         let base = u64::try_from(LOCAL_OUT_BASE.as_millis()).unwrap_or(u64::MAX);
         let max = u64::try_from(LOCAL_OUT_MAX.as_millis()).unwrap_or(u64::MAX);
         let wait = base
@@ -126,7 +133,15 @@ impl Endpoint {
             .min(max);
         // +1 so that "out until 0 ms after birth" still reads as out.
         let until = self.ms_since_born(now).saturating_add(wait).max(1);
-        self.out_until_ms.store(until, Ordering::Relaxed);
+        // Only the first of several concurrent failures takes the strike.
+        if self
+            .out_until_ms
+            .compare_exchange(current, until, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.strikes.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(endpoint = %self.address, out_ms = wait, "endpoint refused or reset a connection; out of rotation for new requests");
     }
 
@@ -170,9 +185,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    #[cfg(test)]
     pub(crate) fn new(
         name: &str,
         config: &ClusterConfig,
+        tls: Option<UpstreamTls>,
+        stats: &Stats,
+        old: Option<&Cluster>,
+    ) -> Cluster {
+        Cluster::with_endpoints(name, config, &config.endpoints, tls, stats, old)
+    }
+
+    /// A cluster whose endpoints are `addresses`: the config's, or for a DNS cluster the
+    /// addresses its name resolved to.
+    pub(crate) fn with_endpoints(
+        name: &str,
+        config: &ClusterConfig,
+        addresses: &[String],
         tls: Option<UpstreamTls>,
         stats: &Stats,
         old: Option<&Cluster>,
@@ -189,8 +218,7 @@ impl Cluster {
         Cluster {
             name: name.to_owned(),
             config: config.clone(),
-            endpoints: config
-                .endpoints
+            endpoints: addresses
                 .iter()
                 .map(|a| kept(a).unwrap_or_else(|| Arc::new(Endpoint::new(a.clone(), checked))))
                 .collect(),
@@ -210,6 +238,11 @@ impl Cluster {
             Some(c) => c,
             None => shared.for_protocol(self.config.protocol),
         }
+    }
+
+    /// The endpoints' addresses, in order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| e.address.clone()).collect()
     }
 
     pub fn has_healthy(&self) -> bool {
@@ -360,6 +393,7 @@ mod tests {
             port: 9080,
             protocol: PortProtocol::Http,
             endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            dns: None,
             health_check: checked.then(|| HealthCheckPolicy {
                 healthy_threshold: 2,
                 interval_millis: 5_000,
@@ -392,6 +426,20 @@ mod tests {
         assert!(!c.endpoints[0].is_available());
         tokio::time::advance(LOCAL_OUT_BASE).await;
         assert!(c.endpoints[0].is_available());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_failures_of_one_outage_count_as_one_strike() {
+        let c = cluster(&["a:1"], false);
+        // Four requests in flight to a endpoint that dies: four refusals at once.
+        for _ in 0..4 {
+            c.endpoints[0].local_failure(Instant::now());
+        }
+        tokio::time::advance(LOCAL_OUT_BASE).await;
+        assert!(
+            c.endpoints[0].is_available(),
+            "out for the base back-off only, not doubled per refusal"
+        );
     }
 
     #[tokio::test(start_paused = true)]

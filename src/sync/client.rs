@@ -33,6 +33,8 @@ pub struct ClientOptions {
     pub identity: Identity,
     /// Where peers reach this proxy; sidecars only.
     pub advertise: Option<String>,
+    /// Cloud Map attributes the sidecar reports with its endpoint (`--attribute k=v`).
+    pub attributes: Vec<(String, String)>,
 }
 
 /// What the session asks of the proxy it serves.
@@ -303,6 +305,7 @@ impl Client {
             advertise: self.opts.advertise.clone(),
             healthy: *self.health.borrow_and_update(),
             running_version: self.running_version,
+            attributes: self.opts.attributes.clone(),
         });
         if let Err(e) = frame::write(&mut send, &hello).await {
             return End::Lost(e.to_string());

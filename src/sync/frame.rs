@@ -8,8 +8,8 @@
 use bincode::{Decode, Encode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Bumped on any incompatible change to the messages below. 2: `Hello` carries `attributes`.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame a proxy may send to the control plane.
 pub const MAX_TO_CONTROL: usize = 64 * 1024;
 /// Largest frame the control plane may send to a proxy.
@@ -33,6 +33,9 @@ pub enum ToControl {
         healthy: bool,
         /// The version the proxy runs (from its cache), so an unchanged config is not resent.
         running_version: u64,
+        /// A sidecar's Cloud Map attributes (`--attribute k=v`): `awsCloudMap.attributes`
+        /// pick among a node's sidecars by them.
+        attributes: Vec<(String, String)>,
     },
     Ack {
         version: u64,
@@ -208,6 +211,7 @@ mod tests {
             advertise: Some("127.0.0.1:1".into()),
             healthy: true,
             running_version: 7,
+            attributes: vec![("color".into(), "blue".into())],
         });
         roundtrip(ToControl::Nack {
             version: 3,
@@ -227,14 +231,15 @@ mod tests {
 
     #[test]
     fn a_frame_from_another_protocol_version_is_refused() {
+        let other = PROTOCOL_VERSION + 1;
         let frame = Frame {
-            protocol: 2,
+            protocol: other,
             message: ToControl::Draining,
         };
         let body = bincode::encode_to_vec(&frame, config()).unwrap();
         assert!(matches!(
             decode::<ToControl>(&body, MAX_TO_CONTROL),
-            Err(FrameError::Version { got: 2 })
+            Err(FrameError::Version { got }) if got == other
         ));
     }
 
@@ -281,7 +286,7 @@ mod tests {
 
         #[test]
         fn mutated_frames_never_panic_the_decoder(flip in 0usize..64, byte in any::<u8>(), version in any::<u64>()) {
-            let mut bytes = encode(ToControl::Hello { identity: "mesh/m/virtualNode/n".into(), advertise: None, healthy: true, running_version: version });
+            let mut bytes = encode(ToControl::Hello { identity: "mesh/m/virtualNode/n".into(), advertise: None, healthy: true, running_version: version, attributes: Vec::new() });
             let i = 4 + flip % (bytes.len() - 4);
             bytes[i] = byte;
             let _ = decode::<ToControl>(&bytes[4..], MAX_TO_CONTROL);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 
-use crate::compile::Endpoints;
+use crate::compile::{Endpoints, Registered};
 use crate::model::{Identity, ProxyKind};
 
 /// How long a vanished sidecar's endpoint stays, in case it is only reconnecting.
@@ -60,6 +60,10 @@ pub struct ProxyStatus {
     pub address: String,
     /// Where peers reach it (sidecars), if it advertises.
     pub advertise: Option<String>,
+    /// The Cloud Map attributes it reports (`--attribute k=v`), matched by its node's
+    /// `awsCloudMap.attributes`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
     pub healthy: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub connected_at: OffsetDateTime,
@@ -80,7 +84,7 @@ struct Session {
 
 struct Departed {
     identity: Identity,
-    advertise: String,
+    endpoint: Registered,
     until: Instant,
 }
 
@@ -115,12 +119,13 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a session and hands back its id and the identity's config channel.
+    /// Adds a session and hands back its id and the identity's config channel. `advertise`
+    /// is where peers reach a sidecar, with the attributes it reports.
     pub fn register(
         &self,
         identity: &Identity,
         address: String,
-        advertise: Option<String>,
+        advertise: Option<Registered>,
         healthy: bool,
         certificate_expires_at: Option<OffsetDateTime>,
     ) -> (SessionId, watch::Receiver<Desired>) {
@@ -128,7 +133,7 @@ impl Registry {
         inner.next_id += 1;
         let id = inner.next_id;
         if let Some(a) = &advertise {
-            inner.departed.retain(|d| &d.advertise != a);
+            inner.departed.retain(|d| d.endpoint.address != a.address);
             if identity.kind == ProxyKind::VirtualNode {
                 inner
                     .registered
@@ -147,7 +152,11 @@ impl Registry {
                 status: ProxyStatus {
                     identity: identity.to_string(),
                     address,
-                    advertise,
+                    attributes: advertise
+                        .as_ref()
+                        .map(|a| a.attributes.clone())
+                        .unwrap_or_default(),
+                    advertise: advertise.map(|a| a.address),
                     healthy,
                     connected_at: OffsetDateTime::now_utc(),
                     config_version_sent: None,
@@ -176,7 +185,10 @@ impl Registry {
                 let until = Instant::now() + self.grace;
                 inner.departed.push(Departed {
                     identity: s.identity.clone(),
-                    advertise,
+                    endpoint: Registered {
+                        address: advertise,
+                        attributes: s.status.attributes.clone(),
+                    },
                     until,
                 });
             }
@@ -284,13 +296,16 @@ impl Registry {
             };
             let list = out.entry(s.identity.name.to_string()).or_default();
             if s.status.healthy {
-                list.push(a.clone());
+                list.push(Registered {
+                    address: a.clone(),
+                    attributes: s.status.attributes.clone(),
+                });
             }
         }
         for d in inner.departed.iter().filter(|d| in_mesh(&d.identity)) {
             out.entry(d.identity.name.to_string())
                 .or_default()
-                .push(d.advertise.clone());
+                .push(d.endpoint.clone());
         }
         for list in out.values_mut() {
             list.sort();
@@ -379,6 +394,28 @@ mod tests {
         Identity::parse(&format!("mesh/m/virtualNode/{n}")).unwrap()
     }
 
+    fn addrs(list: &[Registered]) -> Vec<&str> {
+        list.iter().map(|r| r.address.as_str()).collect()
+    }
+
+    #[test]
+    fn a_sidecars_attributes_stay_with_its_endpoint_while_it_lingers() {
+        let r = Registry::new(Duration::from_millis(50));
+        let blue = Registered {
+            address: "10.0.0.1:80".into(),
+            attributes: [("color".to_owned(), "blue".to_owned())].into(),
+        };
+        let (a, _rx) = r.register(&node("white"), "x".into(), Some(blue.clone()), true, None);
+        assert_eq!(r.endpoints("m")["white"], vec![blue.clone()]);
+        assert_eq!(r.list()[0].attributes, blue.attributes);
+        r.unregister(a, false);
+        assert_eq!(
+            r.endpoints("m")["white"],
+            vec![blue],
+            "a departed sidecar keeps them"
+        );
+    }
+
     #[test]
     fn healthy_sidecars_are_their_nodes_endpoints() {
         let r = Registry::new(Duration::from_secs(10));
@@ -404,14 +441,14 @@ mod tests {
             None,
         );
         let e = r.endpoints("m");
-        assert_eq!(e["white"], vec!["10.0.0.1:80", "10.0.0.2:80"]);
+        assert_eq!(addrs(&e["white"]), vec!["10.0.0.1:80", "10.0.0.2:80"]);
         assert!(
             e["blue"].is_empty(),
             "an unhealthy-only node has no endpoints"
         );
         assert!(r.endpoints("other").is_empty());
         r.set_health(a, false);
-        assert_eq!(r.endpoints("m")["white"], vec!["10.0.0.2:80"]);
+        assert_eq!(addrs(&r.endpoints("m")["white"]), vec!["10.0.0.2:80"]);
     }
 
     #[test]
@@ -425,9 +462,9 @@ mod tests {
             None,
         );
         r.unregister(a, false);
-        assert_eq!(r.endpoints("m")["white"], vec!["10.0.0.1:80"]);
+        assert_eq!(addrs(&r.endpoints("m")["white"]), vec!["10.0.0.1:80"]);
         assert!(r.sweep(Instant::now() + Duration::from_millis(60)));
-        assert_eq!(r.endpoints("m")["white"], Vec::<String>::new());
+        assert_eq!(addrs(&r.endpoints("m")["white"]), Vec::<&str>::new());
     }
 
     #[test]
@@ -442,7 +479,7 @@ mod tests {
         );
         r.draining(a);
         r.unregister(a, true);
-        assert_eq!(r.endpoints("m")["white"], Vec::<String>::new());
+        assert_eq!(addrs(&r.endpoints("m")["white"]), Vec::<&str>::new());
     }
 
     #[test]
@@ -458,7 +495,7 @@ mod tests {
         r.unregister(a, false);
         r.sweep(Instant::now() + Duration::from_millis(60));
         // Present and empty: compile then gives the node no endpoints, not its DNS name.
-        assert_eq!(r.endpoints("m")["white"], Vec::<String>::new());
+        assert_eq!(addrs(&r.endpoints("m")["white"]), Vec::<&str>::new());
         // A node no sidecar ever registered for is absent: DNS stays its source.
         assert!(!r.endpoints("m").contains_key("blue"));
         assert!(r.endpoints("other").is_empty());

@@ -339,6 +339,7 @@ async fn handle(conn: quinn::Connection, ctx: Arc<Context>, shutdown: Cancellati
                 advertise,
                 healthy,
                 running_version,
+                attributes,
             } => {
                 let peer = match peer {
                     Some(Ok(p)) => p,
@@ -364,6 +365,17 @@ async fn handle(conn: quinn::Connection, ctx: Arc<Context>, shutdown: Cancellati
                 if ctx.ca.is_revoked(&peer.identity) {
                     return refuse(&conn, &mut send, format!("{} is revoked", peer.identity)).await;
                 }
+                let attributes = match crate::compile::attribute_map(attributes) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let reason = format!("attribute {e}");
+                        return refuse(&conn, &mut send, reason).await;
+                    }
+                };
+                let advertise = advertise.map(|address| crate::compile::Registered {
+                    address,
+                    attributes,
+                });
                 let (id, desired) = ctx.registry.register(
                     &peer.identity,
                     remote.to_string(),
