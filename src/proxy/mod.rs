@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod app_health;
 mod attempt;
 mod edge;
 mod egress;
@@ -14,10 +15,10 @@ mod listeners;
 mod outlier;
 mod path;
 mod pool;
-mod report;
 mod route_table;
 mod server;
 mod stats;
+mod target_totals;
 mod tcp;
 mod timeout;
 mod tls;

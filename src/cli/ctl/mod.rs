@@ -1,14 +1,14 @@
 //! `appliance ctl`: the `aws appmesh` command line, driven by App Mesh's own service model,
 //! so every operation, flag and output shape matches the AWS CLI (v1). A script written for
 //! `aws appmesh` works with `appliance ctl` in its place. This root dispatches a command line;
-//! `operation` and `params` run the 38 modelled operations, `extra` and `admin` the appliance's
-//! own commands, `output` prints results. Knows nothing of the control plane's internals: it
-//! talks to it only over the signed API.
+//! `operation` and `params` run the 38 modelled operations, `appliance_commands`, `admin` and
+//! `import` the appliance's own commands, `output` prints results. Knows nothing of the
+//! control plane's internals: it talks to it only over the signed API.
 
 mod admin;
 pub mod api;
+mod appliance_commands;
 mod credentials;
-mod extra;
 mod globals;
 mod import;
 mod operation;
@@ -68,7 +68,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<u8> {
     if command == import::ABOUT.0 {
         return import::run(&globals, &rest).await;
     }
-    if let Some(code) = extra::run(&globals, &command, &rest).await? {
+    if let Some(code) = appliance_commands::run(&globals, &command, &rest).await? {
         return Ok(code);
     }
     Ok(usage_error(&format!("argument operation: Invalid choice '{command}', see `appliance ctl help` for the valid choices")))
@@ -88,7 +88,7 @@ fn print_help() {
         println!("  {}", kebab(name));
     }
     println!("\nappliance commands:");
-    for (name, about) in extra::COMMANDS
+    for (name, about) in appliance_commands::COMMANDS
         .iter()
         .chain(admin::COMMANDS)
         .chain([&import::ABOUT])
