@@ -17,33 +17,59 @@ pub(super) struct Parsed {
     pub(super) help: bool,
 }
 
+/// Why one parameter's value could not be read. The texts are the AWS CLI's, which scripts
+/// and tests match on.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ParamError {
+    /// A `file://` value whose file cannot be read.
+    #[error("Error parsing parameter '{flag}': Unable to load paramfile {raw}: {source}")]
+    ParamFile {
+        flag: String,
+        raw: String,
+        source: std::io::Error,
+    },
+    /// A shorthand pair without its `=`.
+    #[error("Error parsing parameter '{flag}': Expected: '=', received: EOF for input: {text}")]
+    Shorthand { flag: String, text: String },
+    /// A value that should be JSON and is not.
+    #[error("Error parsing parameter '{flag}': Invalid JSON: {source}\nJSON received: {text}")]
+    Json {
+        flag: String,
+        text: String,
+        source: serde_json::Error,
+    },
+}
+
 /// Reads a parameter value that may be `file://path` (the file's text), as the AWS CLI does.
-fn load_param(flag: &str, raw: &str) -> Result<String, String> {
+fn load_param(flag: &str, raw: &str) -> Result<String, ParamError> {
     match raw.strip_prefix("file://") {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| {
-            format!("Error parsing parameter '{flag}': Unable to load paramfile {raw}: {e}")
+        Some(path) => std::fs::read_to_string(path).map_err(|source| ParamError::ParamFile {
+            flag: flag.to_owned(),
+            raw: raw.to_owned(),
+            source,
         }),
         None => Ok(raw.to_owned()),
     }
 }
 
 /// The AWS CLI's shorthand for a flat structure: `key=a,value=b`.
-fn shorthand(flag: &str, text: &str) -> Result<Value, String> {
+fn shorthand(flag: &str, text: &str) -> Result<Value, ParamError> {
     let mut m = Map::new();
     for pair in text.split(',') {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            format!(
-                "Error parsing parameter '{flag}': Expected: '=', received: EOF for input: {text}"
-            )
+        let (k, v) = pair.split_once('=').ok_or_else(|| ParamError::Shorthand {
+            flag: flag.to_owned(),
+            text: text.to_owned(),
         })?;
         m.insert(k.trim().to_owned(), Value::String(v.to_owned()));
     }
     Ok(Value::Object(m))
 }
 
-fn parse_json(flag: &str, text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| {
-        format!("Error parsing parameter '{flag}': Invalid JSON: {e}\nJSON received: {text}")
+fn parse_json(flag: &str, text: &str) -> Result<Value, ParamError> {
+    serde_json::from_str(text).map_err(|source| ParamError::Json {
+        flag: flag.to_owned(),
+        text: text.to_owned(),
+        source,
     })
 }
 
@@ -71,7 +97,9 @@ pub(super) fn parse_params(op: &Operation, args: &[String]) -> Result<Parsed, (u
     let mut cli_input: Option<Map<String, Value>> = None;
     let mut unknown = Vec::new();
     let mut i = 0;
-    let fail = |m: String| (exit::FAILED, m);
+    fn fail(e: impl std::fmt::Display) -> (u8, String) {
+        (exit::FAILED, e.to_string())
+    }
     while i < args.len() {
         let arg = &args[i];
         i += 1;
@@ -99,8 +127,7 @@ pub(super) fn parse_params(op: &Operation, args: &[String]) -> Result<Parsed, (u
                 match parse_json(&flag, &text).map_err(fail)? {
                     Value::Object(m) => cli_input = Some(m),
                     _ => return Err(fail(
-                        "Error parsing parameter '--cli-input-json': the JSON must be an object"
-                            .into(),
+                        "Error parsing parameter '--cli-input-json': the JSON must be an object",
                     )),
                 }
             }
