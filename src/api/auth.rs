@@ -49,24 +49,34 @@ pub fn load_or_create_credentials(dir: &Path) -> anyhow::Result<Keys> {
     Ok(keys)
 }
 
+/// Why a shared-credentials file could not be read as key pairs.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// A profile names an access key id without its secret, or the other way round.
+    #[error("profile [{profile}] needs both aws_access_key_id and aws_secret_access_key")]
+    HalfKeyPair { profile: String },
+    /// A line that is neither a comment, a `[profile]` header nor `key = value`.
+    #[error("line {line}: expected key = value")]
+    NotKeyValue { line: usize },
+}
+
 /// Every profile's key pair from an AWS shared-credentials file.
-pub fn parse_credentials(text: &str) -> Result<Keys, String> {
+pub fn parse_credentials(text: &str) -> Result<Keys, CredentialsError> {
     let mut keys = Keys::default();
     let (mut profile, mut id, mut secret) = (None::<String>, None::<String>, None::<String>);
     let mut flush = |profile: &Option<String>,
                      id: &mut Option<String>,
                      secret: &mut Option<String>|
-     -> Result<(), String> {
+     -> Result<(), CredentialsError> {
         match (id.take(), secret.take()) {
             (Some(i), Some(s)) => {
                 keys.insert(i, s);
                 Ok(())
             }
             (None, None) => Ok(()),
-            _ => Err(format!(
-                "profile [{}] needs both aws_access_key_id and aws_secret_access_key",
-                profile.as_deref().unwrap_or("?")
-            )),
+            _ => Err(CredentialsError::HalfKeyPair {
+                profile: profile.as_deref().unwrap_or("?").to_owned(),
+            }),
         }
     };
     for (n, line) in text.lines().enumerate() {
@@ -81,7 +91,7 @@ pub fn parse_credentials(text: &str) -> Result<Keys, String> {
         }
         let (k, v) = line
             .split_once('=')
-            .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+            .ok_or(CredentialsError::NotKeyValue { line: n + 1 })?;
         match k.trim() {
             "aws_access_key_id" => id = Some(v.trim().to_owned()),
             "aws_secret_access_key" => secret = Some(v.trim().to_owned()),

@@ -1,5 +1,6 @@
-//! `compile(&snapshot, &identity, &endpoints) -> ProxyConfig`: a pure function from a mesh's
-//! stored resources to what one proxy needs. No I/O of any kind; the output is deterministic.
+//! `compile(&snapshot, &identity, &endpoints, version) -> ProxyConfig`: a pure function from
+//! a mesh's stored resources to what one proxy needs. No I/O of any kind; the output is
+//! deterministic.
 
 mod config;
 mod discovery;

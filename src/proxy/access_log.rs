@@ -1,7 +1,9 @@
 //! Access logs as a spec's `logging.accessLog.file` says: a path (`/dev/stdout` works) and an
 //! Envoy format string (`text`) or a JSON object of them (`json`). Lines are formatted on the
-//! request's task and written by one writer task, so a slow disk never blocks a request; if
-//! the writer falls behind by `QUEUE` lines, further lines are dropped and counted.
+//! request's task and written by one writer thread, so a slow disk never blocks a request; if
+//! the writer falls behind by `QUEUE` lines, further lines are dropped (a debug event each).
+//! `CountedBody` and `LoggedBody` wrap bodies so a line carries the bytes sent and is written
+//! when the response ends, fails or is dropped.
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod app_health;
 mod attempt;
 mod dns;
 mod edge;
@@ -17,10 +18,10 @@ mod original_dst;
 mod outlier;
 mod path;
 mod pool;
-mod report;
 mod route_table;
 mod server;
 mod stats;
+mod target_totals;
 mod tcp;
 mod timeout;
 mod tls;

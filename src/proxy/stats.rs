@@ -1,5 +1,7 @@
-//! The proxy's Prometheus metrics. Handles are made once per route and cluster when a config
-//! is applied, so the request path only increments atomics.
+//! The proxy's Prometheus metrics: one registry of request, TCP, TLS, health, outlier and
+//! overflow families. Response counters and latency histograms are made once per route and
+//! cluster when a config is applied, so the request path only increments atomics; rarer
+//! events (TLS handshakes, local errors, ejections) look their labels up when they happen.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::{exit, Globals};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
@@ -163,6 +165,28 @@ fn scalar_list(items: &[&Value], identifier: Option<&str>, out: &mut String) {
             out.push('\n');
         }
     }
+}
+
+/// Prints a result after `--query`, as the AWS CLI does.
+pub(crate) fn print_result(
+    globals: &Globals,
+    format: Format,
+    result: &Value,
+) -> anyhow::Result<u8> {
+    let shown = match &globals.query {
+        Some(q) => match query(result, q) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("\n{e:#}");
+                return Ok(exit::FAILED);
+            }
+        },
+        None => result.clone(),
+    };
+    if let Some(text) = render(&shown, format) {
+        print!("{text}");
+    }
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

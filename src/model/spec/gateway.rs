@@ -134,19 +134,23 @@ struct RawGatewayRouteSpec {
     priority: Option<u32>,
 }
 
-impl TryFrom<RawGatewayRouteSpec> for GatewayRouteSpec {
-    type Error = String;
+/// Why a gateway route spec's JSON is not one gateway route.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayRouteSpecError {
+    /// None, or more than one, of the route kinds is present.
+    #[error("exactly one of httpRoute, http2Route, grpcRoute must be set")]
+    NotOneRouteKind,
+}
 
-    fn try_from(raw: RawGatewayRouteSpec) -> Result<Self, String> {
+impl TryFrom<RawGatewayRouteSpec> for GatewayRouteSpec {
+    type Error = GatewayRouteSpecError;
+
+    fn try_from(raw: RawGatewayRouteSpec) -> Result<Self, GatewayRouteSpecError> {
         let route = match (raw.http_route, raw.http2_route, raw.grpc_route) {
             (Some(r), None, None) => GatewayRouteType::Http(r),
             (None, Some(r), None) => GatewayRouteType::Http2(r),
             (None, None, Some(r)) => GatewayRouteType::Grpc(r),
-            _ => {
-                return Err(
-                    "exactly one of httpRoute, http2Route, grpcRoute must be set".to_owned(),
-                )
-            }
+            _ => return Err(GatewayRouteSpecError::NotOneRouteKind),
         };
         Ok(Self {
             priority: raw.priority,

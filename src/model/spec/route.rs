@@ -92,10 +92,18 @@ struct RawRouteSpec {
     tcp_route: Option<TcpRoute>,
 }
 
-impl TryFrom<RawRouteSpec> for RouteSpec {
-    type Error = String;
+/// Why a route spec's JSON is not one route.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteSpecError {
+    /// None, or more than one, of the route kinds is present.
+    #[error("exactly one of httpRoute, http2Route, grpcRoute, tcpRoute must be set")]
+    NotOneRouteKind,
+}
 
-    fn try_from(raw: RawRouteSpec) -> Result<Self, String> {
+impl TryFrom<RawRouteSpec> for RouteSpec {
+    type Error = RouteSpecError;
+
+    fn try_from(raw: RawRouteSpec) -> Result<Self, RouteSpecError> {
         let route = match (
             raw.http_route,
             raw.http2_route,
@@ -106,12 +114,7 @@ impl TryFrom<RawRouteSpec> for RouteSpec {
             (None, Some(r), None, None) => RouteType::Http2(r),
             (None, None, Some(r), None) => RouteType::Grpc(r),
             (None, None, None, Some(r)) => RouteType::Tcp(r),
-            _ => {
-                return Err(
-                    "exactly one of httpRoute, http2Route, grpcRoute, tcpRoute must be set"
-                        .to_owned(),
-                )
-            }
+            _ => return Err(RouteSpecError::NotOneRouteKind),
         };
         Ok(Self {
             priority: raw.priority,

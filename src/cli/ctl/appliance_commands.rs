@@ -1,5 +1,6 @@
 //! The appliance's own `ctl` commands, beyond App Mesh's 38 operations: its private CA in
-//! ACM's shapes (so the walkthrough's `$ROOT_CA_ARN` and `$CERTIFICATE_ARN` have values).
+//! ACM's shapes (so the walkthrough's `$ROOT_CA_ARN` and `$CERTIFICATE_ARN` have values),
+//! identity revocation, join tokens, the connected proxies, and a dry-run `compile`.
 
 use serde_json::{json, Value};
 

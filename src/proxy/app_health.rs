@@ -1,8 +1,6 @@
-//! What a proxy tells the control plane about itself: its local app's health (a sidecar's
-//! endpoint is only worth sending traffic to while its app answers) and its traffic
-//! counters per target virtual node (for the admin page's edges).
+//! The sidecar's watch on its local app's health, which it reports to the control plane: a
+//! sidecar's endpoint is only worth sending traffic to while its app answers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -75,27 +73,6 @@ impl Runtime {
             }
         });
         rx
-    }
-
-    /// Cumulative (virtual node, requests, 5xx responses) over every route of the current
-    /// config.
-    pub fn target_totals(&self) -> Vec<(String, u64, u64)> {
-        let state = self.state();
-        let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for by_cluster in state.responses.values() {
-            for (cluster, counters) in by_cluster {
-                let Some(c) = state.cluster(cluster) else {
-                    continue;
-                };
-                let t = totals.entry(c.config.node.clone()).or_default();
-                t.0 += counters.iter().map(|c| c.get()).sum::<u64>();
-                t.1 += counters[4].get();
-            }
-        }
-        totals
-            .into_iter()
-            .map(|(node, (requests, errors))| (node, requests, errors))
-            .collect()
     }
 }
 
