@@ -514,7 +514,7 @@ fn a_root_rotation_under_load_renews_every_proxy_and_fails_no_request() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..2)
         .map(|i| {
-            let (stop, url, client) = (stop.clone(), url.clone(), client.clone());
+            let (stop, url) = (stop.clone(), url.clone());
             std::thread::spawn(move || {
                 let (mut ok, mut failed) = (0usize, Vec::new());
                 let mut http = client();
