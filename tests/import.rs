@@ -128,7 +128,7 @@ fn build_walkthrough(c: &Control) -> (String, String, String) {
     (ca, node_cert, gw_cert)
 }
 
-/// Runs the README's export script against `c` with the real AWS CLI.
+/// Runs the export script (scripts/appmesh-export.sh, docs/migrating.md) against `c` with the real AWS CLI.
 fn export(c: &Control, dir: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/appmesh-export.sh");
     let aws = aws_cli();
