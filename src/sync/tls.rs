@@ -297,3 +297,40 @@ pub fn new_key_and_csr() -> Result<(String, String), String> {
         .map_err(|e| format!("encoding the CSR: {e}"))?;
     Ok((key.serialize_pem(), csr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed leaf with `sans`, as DER.
+    fn leaf(sans: Vec<rcgen::SanType>) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = sans;
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn uri(s: &str) -> rcgen::SanType {
+        rcgen::SanType::URI(s.try_into().unwrap())
+    }
+
+    #[test]
+    fn a_leaf_naming_a_mesh_identity_in_the_trust_domain_is_that_identity() {
+        let cert = leaf(vec![uri("spiffe://td/mesh/m/virtualNode/n")]);
+        let peer = leaf_identity(&cert, "td").unwrap();
+        assert_eq!(peer.identity.to_string(), "mesh/m/virtualNode/n");
+    }
+
+    #[test]
+    fn a_leaf_that_names_no_identity_is_refused_with_why() {
+        let dns_only = leaf(vec![rcgen::SanType::DnsName("app.local".try_into().unwrap())]);
+        let e = leaf_identity(&dns_only, "td").map(|_| ()).unwrap_err();
+        assert!(e.contains("no SPIFFE id in trust domain td"), "{e}");
+        let other_domain = leaf(vec![uri("spiffe://elsewhere/mesh/m/virtualNode/n")]);
+        let e = leaf_identity(&other_domain, "td").map(|_| ()).unwrap_err();
+        assert!(e.contains("no SPIFFE id in trust domain td"), "{e}");
+        let none = leaf(Vec::new());
+        let e = leaf_identity(&none, "td").map(|_| ()).unwrap_err();
+        assert!(e.contains("no subject alternative names"), "{e}");
+    }
+}
