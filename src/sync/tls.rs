@@ -323,7 +323,9 @@ mod tests {
 
     #[test]
     fn a_leaf_that_names_no_identity_is_refused_with_why() {
-        let dns_only = leaf(vec![rcgen::SanType::DnsName("app.local".try_into().unwrap())]);
+        let dns_only = leaf(vec![rcgen::SanType::DnsName(
+            "app.local".try_into().unwrap(),
+        )]);
         let e = leaf_identity(&dns_only, "td").map(|_| ()).unwrap_err();
         assert!(e.contains("no SPIFFE id in trust domain td"), "{e}");
         let other_domain = leaf(vec![uri("spiffe://elsewhere/mesh/m/virtualNode/n")]);
