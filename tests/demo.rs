@@ -349,73 +349,10 @@ fn children_exit_on_their_own_when_the_demo_is_killed() {
 #[test]
 fn leaves_renewed_every_40_s_and_a_ca_rotation_under_three_minutes_of_load_fail_no_request() {
     let demo = start_demo_with(&["--leaf-ttl", "60"]);
-    let url = format!("{}/color1/tell", demo.gateway);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|i| {
-            let (stop, bundle, gateway, url) = (
-                stop.clone(),
-                demo.bundle.clone(),
-                demo.gateway.clone(),
-                url.clone(),
-            );
-            std::thread::spawn(move || {
-                let (mut ok, mut failed) = (0usize, Vec::new());
-                let mut client = https(&bundle, &gateway);
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if i == 1 {
-                        // A new connection, so a new handshake, every request.
-                        client = https(&bundle, &gateway);
-                    }
-                    match client.get(&url).send() {
-                        Ok(r) if r.status() == 200 => ok += 1,
-                        Ok(r) => {
-                            failed.push(format!("{} {}", r.status(), r.text().unwrap_or_default()))
-                        }
-                        Err(e) => failed.push(format!("{e:?}")),
-                    }
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
-    let ctl = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("ctl")
-            .args(args)
-            .args([
-                "--endpoint-url",
-                demo.admin.trim_end_matches('/'),
-                "--data-dir",
-            ])
-            .arg(demo.credentials.parent().unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    // identity -> its leaf's expiry, for every connected proxy.
-    let expiries = || -> std::collections::BTreeMap<String, String> {
-        let v: serde_json::Value = serde_json::from_str(&ctl(&["list-proxies"])).unwrap();
-        v["proxies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["identity"].as_str().unwrap_or_default().to_owned(),
-                    p["certificateExpiresAt"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
-            })
-            .collect()
-    };
+    let (bundle, gateway) = (demo.bundle.clone(), demo.gateway.clone());
+    let load = Load::start(&demo, move || https(&bundle, &gateway));
+    let ctl = |args: &[&str]| demo_ctl(&demo, args);
+    let expiries = || leaf_expiries(&demo);
     let first = expiries();
     assert_eq!(first.len(), 5, "{first:?}");
     let started = Instant::now();
@@ -423,13 +360,7 @@ fn leaves_renewed_every_40_s_and_a_ca_rotation_under_three_minutes_of_load_fail_
     ctl(&["rotate-certificate-authority"]);
     std::thread::sleep(Duration::from_secs(90));
     let last = expiries();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, Vec::new());
-    for w in workers {
-        let (o, f) = w.join().unwrap();
-        ok += o;
-        failed.extend(f);
-    }
+    let (ok, failed) = load.stop();
     eprintln!(
         "{:?} of load with 60 s leaves and one CA rotation: {ok} requests ok, {} failed; leaf expiries {first:?} -> {last:?}",
         started.elapsed(),
@@ -501,76 +432,18 @@ fn a_second_demo_on_the_same_directory_keeps_the_ca_and_serves_again() {
 #[test]
 fn a_root_rotation_under_load_renews_every_proxy_and_fails_no_request() {
     let demo = start_demo();
-    let url = format!("{}/color1/tell", demo.gateway);
     let port: u16 = demo.gateway.rsplit(':').next().unwrap().parse().unwrap();
-    let client = move || {
+    let load = Load::start(&demo, move || {
         reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .danger_accept_invalid_certs(true)
             .resolve("localhost", ([127, 0, 0, 1], port).into())
             .build()
             .unwrap()
-    };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|i| {
-            let (stop, url) = (stop.clone(), url.clone());
-            std::thread::spawn(move || {
-                let (mut ok, mut failed) = (0usize, Vec::new());
-                let mut http = client();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if i == 1 {
-                        http = client(); // a new handshake every request
-                    }
-                    match http.get(&url).send() {
-                        Ok(r) if r.status() == 200 => ok += 1,
-                        Ok(r) => {
-                            failed.push(format!("{} {}", r.status(), r.text().unwrap_or_default()))
-                        }
-                        Err(e) => failed.push(format!("{e:?}")),
-                    }
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
-    let ctl = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("ctl")
-            .args(args)
-            .args([
-                "--endpoint-url",
-                demo.admin.trim_end_matches('/'),
-                "--data-dir",
-            ])
-            .arg(demo.credentials.parent().unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let leaves = || -> std::collections::BTreeMap<String, String> {
-        let v: serde_json::Value = serde_json::from_str(&ctl(&["list-proxies"])).unwrap();
-        v["proxies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let id = p["identity"].as_str().unwrap_or_default().to_owned();
-                (
-                    id,
-                    p["certificateExpiresAt"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
-            })
-            .collect()
-    };
+    });
+    let url = format!("{}/color1/tell", demo.gateway);
+    let ctl = |args: &[&str]| demo_ctl(&demo, args);
+    let leaves = || leaf_expiries(&demo);
     let before = leaves();
     assert_eq!(before.len(), 5, "four sidecars and the gateway: {before:?}");
     let bundle_before = ctl(&["get-ca-bundle"]);
@@ -586,13 +459,7 @@ fn a_root_rotation_under_load_renews_every_proxy_and_fails_no_request() {
     });
     // Traffic on the new leaves for a while, old connections and new ones.
     std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, Vec::new());
-    for w in workers {
-        let (o, f) = w.join().unwrap();
-        ok += o;
-        failed.extend(f);
-    }
+    let (ok, failed) = load.stop();
     eprintln!(
         "root rotation under load: {ok} requests ok, {} failed",
         failed.len()
@@ -686,4 +553,99 @@ fn the_admin_pages_live_view_shows_the_demos_real_proxies() {
     ] {
         assert!(stdout.contains(step), "missing `{step}` in:\n{stdout}");
     }
+}
+
+/// Two clients sending `GET /color1/tell` to the demo's gateway until stopped: one on a kept
+/// connection, one on a new connection (a new TLS handshake) every request.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(
+        demo: &Demo,
+        client: impl Fn() -> reqwest::blocking::Client + Clone + Send + 'static,
+    ) -> Load {
+        let url = format!("{}/color1/tell", demo.gateway);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = (0..2)
+            .map(|i| {
+                let (stop, url, client) = (stop.clone(), url.clone(), client.clone());
+                std::thread::spawn(move || {
+                    let (mut ok, mut failed) = (0usize, Vec::new());
+                    let mut http = client();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if i == 1 {
+                            http = client();
+                        }
+                        match http.get(&url).send() {
+                            Ok(r) if r.status() == 200 => ok += 1,
+                            Ok(r) => failed.push(format!(
+                                "{} {}",
+                                r.status(),
+                                r.text().unwrap_or_default()
+                            )),
+                            Err(e) => failed.push(format!("{e:?}")),
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
+    /// Stops both clients: requests answered 200, and every other outcome.
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for w in self.workers {
+            let (o, f) = w.join().unwrap();
+            ok += o;
+            failed.extend(f);
+        }
+        (ok, failed)
+    }
+}
+
+/// `appliance ctl ARGS` against the demo's control plane; its stdout.
+fn demo_ctl(demo: &Demo, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("ctl")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            demo.admin.trim_end_matches('/'),
+            "--data-dir",
+        ])
+        .arg(demo.credentials.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Identity -> its leaf's expiry, for every proxy connected to the demo's control plane.
+fn leaf_expiries(demo: &Demo) -> std::collections::BTreeMap<String, String> {
+    let v: serde_json::Value = serde_json::from_str(&demo_ctl(demo, &["list-proxies"])).unwrap();
+    v["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let id = p["identity"].as_str().unwrap_or_default().to_owned();
+            (
+                id,
+                p["certificateExpiresAt"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
 }
